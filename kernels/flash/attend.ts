@@ -1,0 +1,84 @@
+/**
+ * Dense (optionally causal, grouped-head, length-masked) attention on whichever path the
+ * call resolves to: the fused kernel on webgpu, the composite elsewhere. Shared by `dense`,
+ * `multi-query` and every variant that reduces K/V and then attends densely.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { resolveImplementation } from '../../src/core/dispatch.js';
+import { AttentionError } from '../../src/core/errors.js';
+import type { Dims, Implementation } from '../../src/core/types.js';
+import { webgpuLimits } from '../../src/core/backend.js';
+import { ensureKernelsRegistered } from '../registry.js';
+import { denseComposite, denseCompositeBytes } from './composite.js';
+import { activeKernelLimits, runFlash } from './kernel.js';
+import { DISPATCH_OVERHEAD_BYTES, planFlash, type KernelLimits } from './plan.js';
+
+/** Options of {@link attendDense}. */
+export interface AttendOptions {
+  causal: boolean;
+  scale: number;
+  keyLength: number[] | tf.Tensor1D | null;
+}
+
+/** Checks that the composite's largest tensor fits the device's binding limit (webgpu only). */
+function checkCompositeFits(dims: Dims): void {
+  const limits = webgpuLimits();
+  if (!limits) return;
+  const bytes = dims.batch * dims.heads * dims.n * dims.m * 4;
+  const max = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  if (bytes > max) {
+    throw new AttentionError(
+      'options.implementation',
+      `a composite whose [batch, heads, n, m] score matrix fits the device's ${max}-byte binding limit`,
+      `'composite' needing ${bytes} bytes`,
+      "Use implementation 'auto' or 'kernel' (the fused kernel never builds that matrix).",
+    );
+  }
+}
+
+/**
+ * Everything is validated and planned here, before any dispatch; then the chosen path runs.
+ * @returns `[batch, heads, n, dv]`
+ */
+export function attendDense(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  dims: Dims,
+  opts: AttendOptions,
+  implementation: Implementation,
+): tf.Tensor4D {
+  const path = resolveImplementation(implementation);
+  if (path === 'kernel') {
+    const plan = planFlash(dims, activeKernelLimits());
+    ensureKernelsRegistered('webgpu');
+    return runFlash(q, k, v, dims, opts, plan);
+  }
+  checkCompositeFits(dims);
+  return denseComposite(q, k, v, dims, opts);
+}
+
+/** Limits used for `memoryBytes` when no webgpu device is active (the WebGPU spec's defaults). */
+const DEFAULT_LIMITS: KernelLimits = {
+  maxStorageBufferBindingSize: 128 * 1024 * 1024,
+  maxBufferSize: 256 * 1024 * 1024,
+  maxComputeWorkgroupsPerDimension: 65535,
+};
+
+/**
+ * Upper bound of the intermediate bytes of {@link attendDense} on `path`.
+ * Kernel: the split partials (O(n), see `planFlash`), the head-dim padding copies and
+ * per-dispatch uniforms. Composite: two score matrices plus the mask.
+ */
+export function attendDenseBytes(dims: Dims, path: 'kernel' | 'composite', masked: boolean): number {
+  if (path === 'composite') return denseCompositeBytes(dims, masked);
+  const limits = webgpuLimits() ? activeKernelLimits() : DEFAULT_LIMITS;
+  const plan = planFlash(dims, limits);
+  const { batch, heads, kvHeads, n, m, d, dv } = dims;
+  const padCopies =
+    (plan.dPad !== d ? (batch * heads * n + batch * kvHeads * m) * plan.dPad * 4 : 0) +
+    (plan.dvPad !== dv ? batch * kvHeads * m * plan.dvPad * 4 + batch * heads * n * plan.dvPad * 4 : 0);
+  return plan.partialBytes + padCopies + batch * 4 + 2 * DISPATCH_OVERHEAD_BYTES;
+}

@@ -1,0 +1,93 @@
+/**
+ * The composite twin of the fused dense kernel: scaled dot-product attention from tfjs ops.
+ * Runs on every backend (cpu, wasm, webgl, tensorflow) and is the kernel's test oracle.
+ *
+ * Grouped / multi-query heads are handled by reshaping `q [b, heads, n, d]` to
+ * `[b, kvHeads, group·n, d]`, so K and V are never repeated. Intermediates are freed as soon
+ * as they are used, so the peak is about two `[b, heads, n, m]` float32 matrices plus the
+ * `[b, n, m]` mask when one is needed.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Dims } from '../../src/core/types.js';
+
+/** Options of {@link denseComposite}. */
+export interface DenseCompositeOptions {
+  causal: boolean;
+  scale: number;
+  /** Per-batch valid key counts (numbers or an int32 tensor), or null. */
+  keyLength: number[] | tf.Tensor1D | null;
+}
+
+/** Runs `f(x)` and disposes `x` unless it is one of `keep`. */
+function step<T extends tf.Tensor>(x: tf.Tensor, f: (x: tf.Tensor) => T, keep: tf.Tensor[] = []): T {
+  const y = f(x);
+  if (!keep.includes(x) && y !== x) x.dispose();
+  return y;
+}
+
+/** 0/1 float mask `[batch, 1, n, m]` of allowed (query, key) pairs, or null when all are allowed. */
+export function denseMask(dims: Dims, causal: boolean, keyLength: number[] | tf.Tensor1D | null): tf.Tensor | null {
+  const { n, m, batch } = dims;
+  const needsLength = keyLength !== null && (keyLength instanceof tf.Tensor || keyLength.some((l) => l < m));
+  if (!causal && !needsLength) return null;
+  return tf.tidy(() => {
+    const j = tf.reshape(tf.range(0, m, 1, 'int32'), [1, 1, 1, m]);
+    let allowed: tf.Tensor = tf.cast(tf.onesLike(j), 'bool');
+    if (causal) {
+      const p = tf.reshape(tf.range(m - n, m, 1, 'int32'), [1, 1, n, 1]);
+      allowed = tf.logicalAnd(allowed, tf.lessEqual(j, p));
+    }
+    if (needsLength) {
+      const kl = tf.reshape((keyLength instanceof tf.Tensor ? keyLength : tf.tensor1d(keyLength, 'int32')), [batch, 1, 1, 1]);
+      allowed = tf.logicalAnd(allowed, tf.less(j, kl));
+    }
+    return tf.cast(allowed, 'float32');
+  });
+}
+
+/**
+ * Dense attention from tfjs ops: `softmax(s·q·kᵀ over allowed keys)·v`, zeros for a query
+ * with no allowed key.
+ *
+ * @param q - `[batch, heads, n, d]`
+ * @param k - `[batch, kvHeads, m, d]`
+ * @param v - `[batch, kvHeads, m, dv]`
+ * @returns `[batch, heads, n, dv]`
+ */
+export function denseComposite(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: Dims, opts: DenseCompositeOptions): tf.Tensor4D {
+  const { batch, heads, kvHeads, group, n, m, d, dv } = dims;
+  const mask = denseMask(dims, opts.causal, opts.keyLength);
+  const qs = tf.tidy(() => tf.reshape(tf.mul(q, tf.scalar(opts.scale)), [batch, kvHeads, group * n, d]));
+  let s: tf.Tensor = step(qs, (x) => tf.matMul(x as tf.Tensor4D, k, false, true)); // [b, kvH, g·n, m]
+  s = step(s, (x) => tf.reshape(x, [batch, heads, n, m])); // head h = kvh·group + g
+  if (mask) {
+    // Disallowed scores get −1e30 so the row max ignores them; the 0/1 mask then zeroes them
+    // exactly, and a row with no allowed key sums to 0 and outputs 0 (divNoNan).
+    const bias = tf.tidy(() => tf.mul(tf.sub(mask, 1), 1e30));
+    s = step(s, (x) => tf.add(x, bias));
+    bias.dispose();
+  }
+  const mx = tf.max(s, -1, true);
+  s = step(s, (x) => tf.sub(x, mx));
+  mx.dispose();
+  s = step(s, (x) => tf.exp(x));
+  if (mask) s = step(s, (x) => tf.mul(x, mask));
+  mask?.dispose();
+  const sum = tf.sum(s, -1, true);
+  s = step(s, (x) => tf.reshape(x, [batch, kvHeads, group * n, m]));
+  let o: tf.Tensor = step(s, (x) => tf.matMul(x as tf.Tensor4D, v)); // [b, kvH, g·n, dv]
+  o = step(o, (x) => tf.reshape(x, [batch, heads, n, dv]));
+  o = step(o, (x) => tf.divNoNan(x, sum));
+  sum.dispose();
+  return o as tf.Tensor4D;
+}
+
+/** Upper bound of the composite's intermediate bytes (see the module doc for the peak). */
+export function denseCompositeBytes(dims: Dims, masked: boolean): number {
+  const { batch, heads, n, m, d, dv } = dims;
+  const scores = batch * heads * n * m * 4;
+  const mask = masked ? 2 * batch * n * m * 4 + batch * n * m : 0;
+  return 2 * scores + mask + batch * heads * n * (d + 2 * dv + 2) * 4 + 4096;
+}

@@ -1,0 +1,100 @@
+/**
+ * Planning of the fused flash-attention dispatch: how the key range is split across
+ * invocations (split-KV, as flash-decoding does), checked against the device's limits and
+ * the software adapter's loop cap before anything is dispatched.
+ *
+ * @module
+ */
+import { AttentionError } from '../../src/core/errors.js';
+import type { Dims } from '../../src/core/types.js';
+
+/**
+ * Mesa llvmpipe stops a shader invocation's loops after 65,535 iterations in total, silently.
+ * Every kernel keeps its per-invocation loop count at or below {@link LOOP_BUDGET}, half of it.
+ */
+export const LLVMPIPE_LOOP_CAP = 65_535;
+/** The per-invocation loop budget the kernels plan for (a safety margin under the cap). */
+export const LOOP_BUDGET = 32_768;
+/** Fewest keys one split handles before splitting further stops paying off. */
+export const MIN_KEYS_PER_SPLIT = 256;
+/** Splits used for long key ranges when the loop budget does not force more. */
+export const BASE_SPLITS = 4;
+/** Query rows per workgroup. */
+export const ROWS_PER_WORKGROUP = 64;
+
+/** The device limits the plan needs (read from the device, never hard-coded). */
+export interface KernelLimits {
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+  maxComputeWorkgroupsPerDimension: number;
+}
+
+/** A planned dispatch. */
+export interface FlashPlan {
+  /** Number of key splits S (1: no partials, no merge). */
+  splits: number;
+  /** Keys per split: the key loop's trip count per invocation. */
+  chunk: number;
+  /** Head dims padded to a multiple of 4 (vec4 loads). */
+  dPad: number;
+  dvPad: number;
+  /** Bytes of the partial (output, max, sum) buffer; 0 when splits = 1. */
+  partialBytes: number;
+  /** Worst-case loop iterations of one invocation, over both passes. */
+  maxLoopIterations: number;
+}
+
+/** Bytes of uniforms and other small per-dispatch buffers the backend allocates (an upper bound). */
+export const DISPATCH_OVERHEAD_BYTES = 1024;
+
+const pad4 = (x: number) => Math.ceil(x / 4) * 4;
+
+/**
+ * Plans the fused dense kernel for `dims`.
+ *
+ * Rule: `S = clamp(ceil(m / 256), 1, 4)`, raised until `ceil(m / S) <= LOOP_BUDGET`, lowered
+ * (not below what the loop budget needs) while the partial buffer exceeds the binding limit.
+ * With S fixed for long sequences the partial buffer is `O(n)`, not `O(n·m)`.
+ *
+ * @throws AttentionError when a buffer would exceed the device's limits.
+ */
+export function planFlash(dims: Dims, limits: KernelLimits): FlashPlan {
+  const { batch, heads, kvHeads, n, m } = dims;
+  const dPad = pad4(dims.d);
+  const dvPad = pad4(dims.dv);
+  const maxBind = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  const check = (name: string, bytes: number) => {
+    if (bytes > maxBind) {
+      throw new AttentionError(name, `at most ${maxBind} bytes (the device's storage binding limit)`, `${bytes} bytes`, 'Split the batch or the heads across calls.');
+    }
+  };
+  check('q', batch * heads * n * dPad * 4);
+  check('k', batch * kvHeads * m * dPad * 4);
+  check('v', batch * kvHeads * m * dvPad * 4);
+  check('output', batch * heads * n * dvPad * 4);
+  const maxGroups = limits.maxComputeWorkgroupsPerDimension;
+  if (batch * heads > maxGroups) {
+    throw new AttentionError('q', `batch·heads <= ${maxGroups} (the device's workgroups per dimension)`, `${batch}·${heads} = ${batch * heads}`);
+  }
+  if (Math.ceil(n / ROWS_PER_WORKGROUP) > maxGroups) {
+    throw new AttentionError('q', `n <= ${maxGroups * ROWS_PER_WORKGROUP}`, `n = ${n}`);
+  }
+  const minSplits = Math.ceil(m / LOOP_BUDGET);
+  let splits = Math.max(Math.min(Math.ceil(m / MIN_KEYS_PER_SPLIT), BASE_SPLITS), minSplits, 1);
+  const rowBytes = (dvPad + 4) * 4;
+  const partial = (s: number) => (s === 1 ? 0 : batch * heads * s * n * rowBytes);
+  while (splits > Math.max(minSplits, 1) && partial(splits) > maxBind) splits--;
+  if (splits > maxGroups) {
+    throw new AttentionError('k', `m <= ${maxGroups * LOOP_BUDGET} keys`, `m = ${m}`);
+  }
+  check('k (split partials)', partial(splits));
+  const chunk = Math.ceil(m / splits);
+  return {
+    splits,
+    chunk,
+    dPad,
+    dvPad,
+    partialBytes: partial(splits),
+    maxLoopIterations: Math.max(chunk, splits > 1 ? 2 * splits : 0),
+  };
+}

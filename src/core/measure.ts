@@ -1,0 +1,83 @@
+/**
+ * Measuring the intermediate memory of a call: what `memoryBytes()` promises an upper bound of.
+ *
+ * Intermediate bytes = peak bytes alive during the call, minus what was alive before it
+ * (the inputs), minus the output. Two views are taken and the larger is reported:
+ * - the tfjs engine's view (`tf.profile`'s peak over kernels): every tensor any op creates;
+ * - on webgpu, the backend's buffer manager (bytes of GPU buffers in use), which also sees
+ *   the buffers a fused kernel allocates internally (split partials, uniforms) that the engine
+ *   never sees.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+/** The result of {@link measureIntermediateBytes}. */
+export interface Measurement<T> {
+  /** Intermediate bytes: max(engine view, backend view). */
+  bytes: number;
+  /** The engine's view alone. */
+  engineBytes: number;
+  /** The webgpu buffer manager's view alone (0 on other backends). */
+  backendBytes: number;
+  result: T;
+}
+
+interface BufferManagerLike {
+  numBytesUsed: number;
+  acquireBuffer: (...args: unknown[]) => unknown;
+  releaseBuffer: (...args: unknown[]) => unknown;
+}
+
+/**
+ * Runs `fn` (which returns one tensor, the output) and measures its intermediate bytes.
+ * The output is returned to the caller, who owns it.
+ *
+ * @example
+ * ```ts
+ * const { bytes, result } = await measureIntermediateBytes(() => attn.apply(q, k, v));
+ * console.log(bytes, attn.memoryBytes({ batch: 1, heads: 8, n: 4096, d: 64 }));
+ * result.dispose();
+ * ```
+ */
+export async function measureIntermediateBytes<T extends tf.Tensor>(fn: () => T): Promise<Measurement<T>> {
+  const backend = tf.backend() as unknown as {
+    bufferManager?: BufferManagerLike;
+    submitQueue?: () => void;
+  };
+  const bm = tf.getBackend() === 'webgpu' ? backend.bufferManager : undefined;
+  const checkFlag = tf.env().getBool('CHECK_COMPUTATION_FOR_ERRORS');
+  tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false);
+  let backendPeak = 0;
+  let backendStart = 0;
+  let restore = () => {};
+  if (bm) {
+    // Flush deferred releases so that the start value is settled.
+    backend.submitQueue?.();
+    backendStart = bm.numBytesUsed;
+    backendPeak = backendStart;
+    const acquire = bm.acquireBuffer;
+    bm.acquireBuffer = function (this: BufferManagerLike, ...args: unknown[]) {
+      const r = acquire.apply(this, args);
+      backendPeak = Math.max(backendPeak, bm.numBytesUsed);
+      return r;
+    };
+    restore = () => {
+      bm.acquireBuffer = acquire;
+    };
+  }
+  const startBytes = tf.memory().numBytes;
+  let info: Awaited<ReturnType<typeof tf.profile>>;
+  try {
+    info = await tf.profile(() => fn() as unknown as tf.Tensor);
+  } finally {
+    restore();
+    tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', checkFlag);
+  }
+  const result = info.result as T;
+  const outBytes = result.size * 4;
+  const peak = info.kernels.length ? info.peakBytes : startBytes + outBytes;
+  const engineBytes = Math.max(0, peak - startBytes - outBytes);
+  const backendBytes = bm ? Math.max(0, backendPeak - backendStart - outBytes) : 0;
+  return { bytes: Math.max(engineBytes, backendBytes), engineBytes, backendBytes, result };
+}

@@ -1,0 +1,133 @@
+/**
+ * Input and config validation. Every check throws {@link AttentionError} naming the
+ * argument, what was expected and what was given, before anything is dispatched.
+ *
+ * @module
+ */
+import { Tensor } from '@tensorflow/tfjs-core';
+import type { Tensor1D, Tensor4D } from '@tensorflow/tfjs-core';
+import { AttentionError, show } from './errors.js';
+import type { ApplyOptions, Dims, Implementation } from './types.js';
+
+/** Checks that `t` is a live float32 tensor of rank 4. */
+export function checkTensor4D(name: string, t: unknown): asserts t is Tensor4D {
+  if (!(t instanceof Tensor)) {
+    throw new AttentionError(name, 'a tf.Tensor of rank 4', show(t === null ? 'null' : typeof t));
+  }
+  if (t.isDisposed) throw new AttentionError(name, 'a live tensor', 'a disposed tensor');
+  if (t.rank !== 4) throw new AttentionError(name, 'rank 4 [batch, heads, length, dim]', `rank ${t.rank} (shape ${show(t.shape)})`);
+  if (t.dtype !== 'float32') throw new AttentionError(name, "dtype 'float32'", show(t.dtype));
+  if (t.shape.some((s: number) => s === 0)) throw new AttentionError(name, 'no zero-sized dimension', `shape ${show(t.shape)}`);
+}
+
+/** Validates q, k, v against the shape conventions and returns the resolved dimensions. */
+export function validateQKV(q: unknown, k: unknown, v: unknown): Dims {
+  checkTensor4D('q', q);
+  checkTensor4D('k', k);
+  checkTensor4D('v', v);
+  const [batch, heads, n, d] = q.shape;
+  const [kb, kvHeads, m, kd] = k.shape;
+  const [vb, vh, vm, dv] = v.shape;
+  if (kb !== batch) throw new AttentionError('k', `batch ${batch} (as q)`, `batch ${kb} (shape ${show(k.shape)})`);
+  if (vb !== batch) throw new AttentionError('v', `batch ${batch} (as q)`, `batch ${vb} (shape ${show(v.shape)})`);
+  if (kd !== d) throw new AttentionError('k', `head dim d = ${d} (as q)`, `${kd} (shape ${show(k.shape)})`);
+  if (vh !== kvHeads) throw new AttentionError('v', `kvHeads = ${kvHeads} (as k)`, `${vh} (shape ${show(v.shape)})`);
+  if (vm !== m) throw new AttentionError('v', `length m = ${m} (as k)`, `${vm} (shape ${show(v.shape)})`);
+  if (heads % kvHeads !== 0) {
+    throw new AttentionError('k', `a kv head count dividing heads = ${heads}`, `kvHeads = ${kvHeads}`, 'Query head h reads kv head floor(h / (heads / kvHeads)).');
+  }
+  return { batch, heads, kvHeads, group: heads / kvHeads, n, m, d, dv };
+}
+
+/** A resolved `keyLength` option: per-batch values when given as numbers, or the int32 tensor. */
+export interface KeyLength {
+  values: number[] | null;
+  tensor: Tensor1D | null;
+}
+
+/** Validates `options.keyLength`. Tensor values are clamped to [0, m] where used; numbers must lie in [0, m]. */
+export function resolveKeyLength(keyLength: ApplyOptions['keyLength'], dims: Dims): KeyLength {
+  if (keyLength === undefined || keyLength === null) return { values: null, tensor: null };
+  const name = 'options.keyLength';
+  if (keyLength instanceof Tensor) {
+    if (keyLength.isDisposed) throw new AttentionError(name, 'a live tensor', 'a disposed tensor');
+    if (keyLength.dtype !== 'int32') throw new AttentionError(name, "an int32 tensor", `dtype ${show(keyLength.dtype)}`);
+    if (keyLength.rank !== 1 || keyLength.shape[0] !== dims.batch) {
+      throw new AttentionError(name, `shape [${dims.batch}] (one length per batch element)`, `shape ${show(keyLength.shape)}`);
+    }
+    return { values: null, tensor: keyLength as Tensor1D };
+  }
+  if (!Array.isArray(keyLength)) throw new AttentionError(name, 'a number[] or an int32 tf.Tensor1D', show(typeof keyLength));
+  if (keyLength.length !== dims.batch) {
+    throw new AttentionError(name, `${dims.batch} lengths (one per batch element)`, `${keyLength.length}`);
+  }
+  keyLength.forEach((l, b) => {
+    if (!Number.isInteger(l) || l < 0 || l > dims.m) {
+      throw new AttentionError(`${name}[${b}]`, `an integer in [0, m = ${dims.m}]`, show(l));
+    }
+  });
+  return { values: keyLength.slice(), tensor: null };
+}
+
+/** Validates `options.implementation`. */
+export function checkImplementation(impl: unknown): Implementation {
+  if (impl === undefined) return 'auto';
+  if (impl !== 'auto' && impl !== 'kernel' && impl !== 'composite') {
+    throw new AttentionError('options.implementation', "'auto', 'kernel' or 'composite'", show(impl));
+  }
+  return impl;
+}
+
+/** Checks that `options` only has known keys (catches typos such as `keyLengths`). */
+export function checkOptions(options: unknown): ApplyOptions {
+  if (options === undefined) return {};
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new AttentionError('options', 'an object { implementation?, keyLength? }', show(options));
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== 'implementation' && key !== 'keyLength') {
+      throw new AttentionError(`options.${key}`, 'one of implementation, keyLength', `unknown option '${key}'`);
+    }
+  }
+  return options as ApplyOptions;
+}
+
+// ---- config field checks -------------------------------------------------------------
+
+/** Checks that a config object has only the given keys. */
+export function checkConfigKeys(id: string, config: object, allowed: readonly string[]): void {
+  for (const key of Object.keys(config)) {
+    if (!allowed.includes(key)) {
+      throw new AttentionError(`config.${key}`, `one of ${allowed.join(', ')} (config of '${id}')`, `unknown key '${key}'`);
+    }
+  }
+}
+
+/** An integer config field in [min, max]. */
+export function checkInt(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
+    throw new AttentionError(name, `an integer ${range}`, show(value));
+  }
+  return value;
+}
+
+/** A finite positive number. */
+export function checkPositive(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new AttentionError(name, 'a finite number > 0', show(value));
+  }
+  return value;
+}
+
+/** A boolean config field. */
+export function checkBool(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new AttentionError(name, 'true or false', show(value));
+  return value;
+}
+
+/** The shared `scale` field: undefined (1/sqrt(d)) or a finite positive number. */
+export function checkScale(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  return checkPositive('config.scale', value);
+}

@@ -1,0 +1,214 @@
+/**
+ * `dense`: exact scaled dot-product attention, the catalog's baseline.
+ *
+ * On webgpu it runs the fused flash-style kernel (online softmax, split-KV with a merge of
+ * partial (output, logsumexp) pairs): intermediate memory O(n), never an n×m matrix. On every
+ * other backend it runs the composite of tfjs ops (O(n·m) memory).
+ *
+ * Definition: `o_i = Σ_j softmax_j(s · q_i·k_j over allowed j) · v_j`, allowed = all keys below
+ * `keyLength[b]`, and `j <= p_i = i + (m − n)` when causal (queries are the last n positions).
+ *
+ * Paper: Vaswani et al., "Attention Is All You Need", 2017, https://arxiv.org/abs/1706.03762 ;
+ * fused form: Dao et al., "FlashAttention", 2022, https://arxiv.org/abs/2205.14135 .
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { AttentionError, show } from '../../core/errors.js';
+import { kernelAvailable } from '../../core/dispatch.js';
+import type { ApplyOptions, Attention, Complexity, DecodeState, Dims, Family, Implementation, Problem } from '../../core/types.js';
+import {
+  checkBool,
+  checkConfigKeys,
+  checkImplementation,
+  checkOptions,
+  checkScale,
+  checkTensor4D,
+  resolveKeyLength,
+  validateQKV,
+} from '../../core/validate.js';
+import { attendDense, attendDenseBytes } from '../../../kernels/flash/attend.js';
+
+/** Config of {@link denseAttention}. */
+export interface DenseConfig {
+  /** Key j is allowed only if `j <= i + (m − n)`. Default `false`. */
+  causal?: boolean;
+  /** Score scale. Default `1 / sqrt(d)`. */
+  scale?: number;
+}
+
+/** The result of one {@link DenseAttention.decode} step. */
+export interface DecodeResult {
+  /** `[batch, heads, t, dv]` for the t new positions. */
+  output: tf.Tensor4D;
+  /** The grown cache (the state passed in has been disposed). */
+  state: DecodeState;
+}
+
+/** Resolves a {@link Problem} to dims. */
+export function problemDims(p: Problem): Dims {
+  const kvHeads = p.kvHeads ?? p.heads;
+  return {
+    batch: p.batch,
+    heads: p.heads,
+    kvHeads,
+    group: p.heads / kvHeads,
+    n: p.n,
+    m: p.m ?? p.n,
+    d: p.d,
+    dv: p.dv ?? p.d,
+  };
+}
+
+/**
+ * Dense attention over shared or grouped K/V heads; the class behind `dense` and `multi-query`.
+ */
+export class DenseAttention<C extends DenseConfig = DenseConfig> implements Attention<C> {
+  readonly complexity: Complexity = { time: 'O(n·m·d)', memory: 'O(n) fused; O(n·m) composite' };
+
+  constructor(
+    readonly id: string,
+    readonly family: Family,
+    readonly config: Readonly<C & { causal: boolean }>,
+  ) {}
+
+  /** Extra head-grouping rule of a subclass (multi-query, grouped-query). */
+  protected checkHeads(_dims: Dims): void {}
+
+  private scaleFor(d: number): number {
+    return this.config.scale ?? 1 / Math.sqrt(d);
+  }
+
+  /**
+   * Attention of `q [batch, heads, n, d]` over `k [batch, kvHeads, m, d]`, `v [batch, kvHeads, m, dv]`.
+   *
+   * @param options - `implementation` ('auto' | 'kernel' | 'composite'), `keyLength` (one valid key count per batch element).
+   * @returns `[batch, heads, n, dv]`
+   * @throws AttentionError on any invalid input, before dispatch.
+   */
+  apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
+    const opts = checkOptions(options);
+    const dims = validateQKV(q, k, v);
+    this.checkHeads(dims);
+    const implementation = checkImplementation(opts.implementation);
+    const keyLength = resolveKeyLength(opts.keyLength, dims);
+    return attendDense(
+      q,
+      k,
+      v,
+      dims,
+      { causal: this.config.causal, scale: this.scaleFor(dims.d), keyLength: keyLength.values ?? keyLength.tensor },
+      implementation,
+    );
+  }
+
+  /**
+   * Upper bound of the intermediate bytes of `apply` for `problem` (inputs and output excluded).
+   * Fused: O(n) (split partials); composite: O(n·m) (score matrices and mask).
+   */
+  memoryBytes(problem: Problem): number {
+    const dims = problemDims(problem);
+    const impl: Implementation = problem.implementation ?? 'auto';
+    const path = impl === 'auto' ? (kernelAvailable() ? 'kernel' : 'composite') : impl;
+    return attendDenseBytes(dims, path, true);
+  }
+
+  /**
+   * One incremental decode step (needs `causal: true`): appends the new keys/values to the
+   * cache and attends the new queries over it. The cache holds `[batch, kvHeads, length, d]`
+   * keys and `[…, dv]` values: O(m·kvHeads·d) memory, K/V never repeated per query head.
+   *
+   * @param q - `[batch, heads, t, d]`, the t new positions' queries (usually t = 1)
+   * @param k - `[batch, kvHeads, t, d]`
+   * @param v - `[batch, kvHeads, t, dv]`
+   * @param state - the previous step's state (consumed: its tensors are disposed), or undefined to start.
+   * @example
+   * ```ts
+   * const attn = denseAttention({ causal: true });
+   * let state;
+   * for (const [q, k, v] of tokens) {
+   *   const step = attn.decode(q, k, v, state);
+   *   state = step.state;
+   *   use(step.output); step.output.dispose();
+   * }
+   * state.k.dispose(); state.v.dispose();
+   * ```
+   */
+  decode(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, state?: DecodeState | null, options?: { implementation?: Implementation }): DecodeResult {
+    if (!this.config.causal) {
+      throw new AttentionError('config.causal', 'true for decode (incremental decoding is causal)', 'false');
+    }
+    const dims = validateQKV(q, k, v);
+    this.checkHeads(dims);
+    if (dims.n !== dims.m) {
+      throw new AttentionError('k', `the new positions' keys: length t = ${dims.n} (as q)`, `${dims.m}`);
+    }
+    const implementation = checkImplementation(options?.implementation);
+    if (state) {
+      checkTensor4D('state.k', state.k);
+      checkTensor4D('state.v', state.v);
+      const [sb, sh, sl, sd] = state.k.shape;
+      if (sb !== dims.batch || sh !== dims.kvHeads || sd !== dims.d || state.v.shape[3] !== dims.dv || sl !== state.length) {
+        throw new AttentionError(
+          'state',
+          `a cache of [${dims.batch}, ${dims.kvHeads}, length, ${dims.d}] keys and […, ${dims.dv}] values`,
+          `${show(state.k.shape)} keys, ${show(state.v.shape)} values, length ${state.length}`,
+        );
+      }
+    }
+    const cacheK = state ? tf.concat([state.k, k], 2) : tf.clone(k);
+    const cacheV = state ? tf.concat([state.v, v], 2) : tf.clone(v);
+    const length = cacheK.shape[2];
+    try {
+      const output = attendDense(
+        q,
+        cacheK,
+        cacheV,
+        { ...dims, m: length },
+        { causal: true, scale: this.scaleFor(dims.d), keyLength: null },
+        implementation,
+      );
+      if (state) {
+        state.k.dispose();
+        state.v.dispose();
+      }
+      return { output, state: { k: cacheK, v: cacheV, length } };
+    } catch (e) {
+      cacheK.dispose();
+      cacheV.dispose();
+      throw e;
+    }
+  }
+
+  /** Dense attention owns no weights: a no-op. */
+  dispose(): void {}
+}
+
+/** Validates the shared dense config fields. */
+export function checkDenseConfig(id: string, config: DenseConfig, extraKeys: readonly string[] = []): { causal: boolean; scale?: number } {
+  if (typeof config !== 'object' || config === null) throw new AttentionError('config', 'an object', show(config));
+  checkConfigKeys(id, config, ['causal', 'scale', ...extraKeys]);
+  const causal = config.causal === undefined ? false : checkBool('config.causal', config.causal);
+  const scale = checkScale(config.scale);
+  return scale === undefined ? { causal } : { causal, scale };
+}
+
+/**
+ * Builds exact dense attention.
+ *
+ * @param config - `causal` (default false), `scale` (default 1/sqrt(d)).
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { initBackend } from 'attention-catalog/backend';
+ * import { denseAttention } from 'attention-catalog/dense';
+ * await initBackend();
+ * const q = tf.randomNormal([1, 8, 1024, 64]) as tf.Tensor4D;
+ * const attn = denseAttention({ causal: true });
+ * const out = attn.apply(q, q, q);   // [1, 8, 1024, 64]
+ * ```
+ */
+export function denseAttention(config: DenseConfig = {}): DenseAttention {
+  const checked = checkDenseConfig('dense', config);
+  return new DenseAttention('dense', 'baseline', Object.freeze({ ...checked }));
+}
