@@ -4,8 +4,8 @@
  *
  * Grouped / multi-query heads are handled by reshaping `q [b, heads, n, d]` to
  * `[b, kvHeads, group·n, d]`, so K and V are never repeated. Intermediates are freed as soon
- * as they are used, so the peak is about two `[b, heads, n, m]` float32 matrices plus the
- * `[b, n, m]` mask when one is needed.
+ * as they are used: on cpu the peak is about two `[b, heads, n, m]` float32 matrices plus the
+ * `[b, n, m]` mask when one is needed (see {@link denseCompositeBytes} for webgpu).
  *
  * @module
  */
@@ -84,10 +84,19 @@ export function denseComposite(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, d
   return o as tf.Tensor4D;
 }
 
-/** Upper bound of the composite's intermediate bytes (see the module doc for the peak). */
+/**
+ * Upper bound of the composite's intermediate bytes, valid on every backend. On webgpu, tfjs
+ * releases a disposed tensor's buffer only when its command batch is submitted, so every
+ * intermediate of the call can be alive at once: the bound counts them all — 3 (unmasked) or
+ * 5 (masked) `[batch, heads, n, m]` float32 matrices, the mask's 7 `[batch, n, m]` tensors
+ * (bools are 4-byte on webgpu), and the O(n·(d + dv)) row and operand tensors.
+ */
 export function denseCompositeBytes(dims: Dims, masked: boolean): number {
   const { batch, heads, n, m, d, dv } = dims;
   const scores = batch * heads * n * m * 4;
-  const mask = masked ? 2 * batch * n * m * 4 + batch * n * m : 0;
-  return 2 * scores + mask + batch * heads * n * (d + 2 * dv + 2) * 4 + 4096;
+  const mask = masked ? 7 * batch * n * m * 4 + 2 * m * 4 : 0;
+  // Row tensors (scaled q, row max and sum, p·v, divNoNan's temporaries) and the operand
+  // copies a backend's matMul may make of K and V.
+  const rows = batch * heads * n * (2 * d + 4 * dv + 8) * 4 + batch * dims.kvHeads * m * (d + dv) * 4;
+  return (masked ? 5 : 3) * scores + mask + rows + 8192;
 }

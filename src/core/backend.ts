@@ -110,7 +110,14 @@ async function findAdapter(): Promise<AdapterChoice> {
   return { gpu, adapter, software: /llvmpipe|softpipe/i.test(`${info.device} ${info.description}`), detail: `software adapter ${name} (compatibility mode)` };
 }
 
+let webgpuStarted: { detail: string; software: boolean } | null = null;
+
 async function startWebGPU(): Promise<{ detail: string; software: boolean }> {
+  // One device per process: a second initBackend('webgpu') re-activates the backend already made.
+  if (webgpuStarted && tf.findBackend('webgpu')) {
+    if (!(await tf.setBackend('webgpu'))) throw new Error('tf.setBackend("webgpu") returned false');
+    return webgpuStarted;
+  }
   const choice = await findAdapter();
   const { adapter } = choice;
   const l = adapter.limits;
@@ -138,7 +145,8 @@ async function startWebGPU(): Promise<{ detail: string; software: boolean }> {
   tf.registerBackend('webgpu', () => new webgpu.WebGPUBackend(device, adapter.info as never), 3);
   const ok = await tf.setBackend('webgpu');
   if (!ok || tf.getBackend() !== 'webgpu') throw new Error('tf.setBackend("webgpu") returned false after the adapter was found');
-  return { detail: choice.detail, software: choice.software };
+  webgpuStarted = { detail: choice.detail, software: choice.software };
+  return webgpuStarted;
 }
 
 async function startWasm(): Promise<void> {

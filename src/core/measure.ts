@@ -2,11 +2,12 @@
  * Measuring the intermediate memory of a call: what `memoryBytes()` promises an upper bound of.
  *
  * Intermediate bytes = peak bytes alive during the call, minus what was alive before it
- * (the inputs), minus the output. Two views are taken and the larger is reported:
- * - the tfjs engine's view (`tf.profile`'s peak over kernels): every tensor any op creates;
- * - on webgpu, the backend's buffer manager (bytes of GPU buffers in use), which also sees
- *   the buffers a fused kernel allocates internally (split partials, uniforms) that the engine
- *   never sees.
+ * (the inputs), minus the output:
+ * - on webgpu, the backend's buffer manager (bytes of GPU buffers in use): it sees every
+ *   tensor's buffer, the buffers a fused kernel allocates internally (split partials,
+ *   uniforms) that the engine never sees, and buffers whose release tfjs defers to the next
+ *   queue submission;
+ * - elsewhere, the tfjs engine's view (`tf.profile`'s peak over kernels).
  *
  * @module
  */
@@ -16,7 +17,7 @@ import * as tf from '@tensorflow/tfjs-core';
 export interface Measurement<T> {
   /** Intermediate bytes: max(engine view, backend view). */
   bytes: number;
-  /** The engine's view alone. */
+  /** The engine's view alone (0 on webgpu, where the backend's view is taken instead). */
   engineBytes: number;
   /** The webgpu buffer manager's view alone (0 on other backends). */
   backendBytes: number;
@@ -44,6 +45,7 @@ export async function measureIntermediateBytes<T extends tf.Tensor>(fn: () => T)
   const backend = tf.backend() as unknown as {
     bufferManager?: BufferManagerLike;
     submitQueue?: () => void;
+    commandEncoder?: unknown;
   };
   const bm = tf.getBackend() === 'webgpu' ? backend.bufferManager : undefined;
   const checkFlag = tf.env().getBool('CHECK_COMPUTATION_FOR_ERRORS');
@@ -53,7 +55,7 @@ export async function measureIntermediateBytes<T extends tf.Tensor>(fn: () => T)
   let restore = () => {};
   if (bm) {
     // Flush deferred releases so that the start value is settled.
-    backend.submitQueue?.();
+    if (backend.commandEncoder) backend.submitQueue?.();
     backendStart = bm.numBytesUsed;
     backendPeak = backendStart;
     const acquire = bm.acquireBuffer;
@@ -67,17 +69,24 @@ export async function measureIntermediateBytes<T extends tf.Tensor>(fn: () => T)
     };
   }
   const startBytes = tf.memory().numBytes;
-  let info: Awaited<ReturnType<typeof tf.profile>>;
+  let result: T;
+  let engineBytes = 0;
   try {
-    info = await tf.profile(() => fn() as unknown as tf.Tensor);
+    if (bm) {
+      // The buffer manager sees every buffer the engine sees, and more; tf.profile would add
+      // per-kernel timing queries on top, so it is not used here.
+      result = fn();
+    } else {
+      const info = await tf.profile(() => fn() as unknown as tf.Tensor);
+      result = info.result as T;
+      const peak = info.kernels.length ? info.peakBytes : startBytes + result.size * 4;
+      engineBytes = Math.max(0, peak - startBytes - result.size * 4);
+    }
   } finally {
     restore();
     tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', checkFlag);
   }
-  const result = info.result as T;
   const outBytes = result.size * 4;
-  const peak = info.kernels.length ? info.peakBytes : startBytes + outBytes;
-  const engineBytes = Math.max(0, peak - startBytes - outBytes);
   const backendBytes = bm ? Math.max(0, backendPeak - backendStart - outBytes) : 0;
   return { bytes: Math.max(engineBytes, backendBytes), engineBytes, backendBytes, result };
 }

@@ -70,6 +70,8 @@ export interface Problem {
   dv?: number;
   /** `'kernel'` or `'composite'`; default: what `'auto'` picks on the active backend. */
   implementation?: Implementation;
+  /** Whether a `keyLength` option will be passed (some paths then build a mask). Default false. */
+  keyLength?: boolean;
 }
 
 /** The resolved dimensions of one call. */

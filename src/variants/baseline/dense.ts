@@ -110,7 +110,7 @@ export class DenseAttention<C extends DenseConfig = DenseConfig> implements Atte
     const dims = problemDims(problem);
     const impl: Implementation = problem.implementation ?? 'auto';
     const path = impl === 'auto' ? (kernelAvailable() ? 'kernel' : 'composite') : impl;
-    return attendDenseBytes(dims, path, true);
+    return attendDenseBytes(dims, path, this.config.causal || !!problem.keyLength);
   }
 
   /**

@@ -1,0 +1,46 @@
+import type * as fc from 'fast-check';
+import type { Attention } from '../../src/core/types.js';
+import type { Host4 } from '../reference.js';
+
+/** One random problem: a config plus shapes and key lengths. */
+export interface Case {
+  config: Record<string, unknown>;
+  batch: number;
+  heads: number;
+  kvHeads: number;
+  n: number;
+  m: number;
+  d: number;
+  dv: number;
+  keyLength: number[] | null;
+  seed: number;
+}
+
+/** Memory growth class of a path, as the exponent of n when n and m grow together. */
+export type GrowthClass = 'linear' | 'quadratic';
+
+/**
+ * How the conformance suite exercises one catalog entry. Every catalog entry must have one
+ * (test/specs/index.ts); adding an entry to the catalog without a spec fails the suite.
+ */
+export interface VariantSpec {
+  id: string;
+  /** Builds the variant under test from a case's config. */
+  make(config: Record<string, unknown>): Attention<unknown>;
+  /** Random valid cases (small enough for the float64 reference). */
+  cases: fc.Arbitrary<Case>;
+  /** DESIGN.md's definition in float64, written independently of the library. */
+  reference(q: Host4, k: Host4, v: Host4, c: Case): Host4;
+  /** Whether the case's variant is causal (then the no-look-ahead property runs). */
+  causal(c: Case): boolean;
+  /** Whether outputs are softmax averages of v (then the weights-are-a-distribution property runs). */
+  exact: boolean;
+  /** Memory growth class per path, for the n → 4n property. */
+  growth: { kernel: GrowthClass; composite: GrowthClass };
+  /** A representative case at length n (m = n) for the memory property. */
+  memoryCase(n: number, seed: number): Case;
+  /** Configs the factory must reject with AttentionError. */
+  badConfigs: fc.Arbitrary<Record<string, unknown>>;
+  /** Whether a fused kernel exists (then kernel == composite runs on webgpu). */
+  fused: boolean;
+}
