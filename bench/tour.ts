@@ -1,0 +1,69 @@
+/**
+ * The catalog tour (`npm start`): every variant in the catalog on the backend `auto` chose,
+ * on one sample problem, one row each: id, family, backend, path, median time, intermediate
+ * bytes, and max error against a float64 reference on sampled rows (its own definition for
+ * exact variants, dense attention for approximations).
+ *
+ * Options: --backend auto|webgpu|wasm|cpu  --n 4096  --heads 8  --d 64  --runs 3  --only id,id
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { backendReport, initBackend, type BackendName } from '../src/core/backend.js';
+import { kernelAvailable } from '../src/core/dispatch.js';
+import { catalog } from '../src/index.js';
+import { applier, args, intermediateBytes, makeQKV, medianMs, mib, sampledError } from './common.js';
+import { tourEntries } from './entries.js';
+
+const a = args();
+const backend = await initBackend((a.backend ?? 'auto') as BackendName);
+const report = backendReport()!;
+const n = Number(a.n ?? 4096);
+const heads = Number(a.heads ?? 8);
+const d = Number(a.d ?? 64);
+const runs = Number(a.runs ?? 3);
+const only = a.only ? a.only.split(',') : null;
+
+console.log(`attention-catalog tour — ${report.detail}`);
+for (const s of report.skipped) console.log(`  (skipped ${s.name}: ${s.reason})`);
+console.log(`sample problem: batch 1, ${heads} heads, n = m = ${n}, d = dv = ${d}; median of ${runs} runs\n`);
+
+const rows: string[][] = [];
+const header = ['id', 'family', 'backend', 'path', 'median ms', 'intermediate', 'max err', 'vs'];
+const entries = catalog.filter((e) => !only || only.includes(e.id));
+let i = 0;
+for (const entry of entries) {
+  i++;
+  const tour = tourEntries[entry.id];
+  if (!tour) throw new Error(`bench/entries.ts has no tour entry for '${entry.id}'`);
+  process.stdout.write(`[${i}/${entries.length}] ${entry.id} … `);
+  const factory = await entry.load();
+  const attn = factory(tour.config(n) as never);
+  const kvHeads = tour.kvHeads?.(heads) ?? heads;
+  const x = makeQKV({ batch: 1, heads, kvHeads, n, m: n, d, dv: d });
+  const path = entry.fused && kernelAvailable() ? 'kernel' : 'composite';
+  let row: string[];
+  try {
+    const run = applier(attn, x, 'auto');
+    const ms = await medianMs(run, runs);
+    const bytes = await intermediateBytes(run);
+    const out = run();
+    const weight = tour.kind === 'exact' && tour.weight ? tour.weight(attn, n, n) : () => 1;
+    const scale = (attn.config as { scale?: number }).scale ?? 1 / Math.sqrt(d);
+    const err = await sampledError(out, x.q, x.k, x.v, scale, weight);
+    out.dispose();
+    row = [entry.id, entry.family, backend, path, ms.toFixed(1), mib(bytes), err.toExponential(2), tour.kind === 'exact' ? 'own definition' : 'dense'];
+    console.log(`${ms.toFixed(1)} ms`);
+  } catch (e) {
+    row = [entry.id, entry.family, backend, path, '—', '—', '—', `failed: ${(e as Error).message}`];
+    console.log(`failed: ${(e as Error).message}`);
+  } finally {
+    x.dispose();
+    attn.dispose();
+  }
+  rows.push(row);
+}
+
+const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
+const line = (r: string[]) => `| ${r.map((x, c) => x.padEnd(widths[c])).join(' | ')} |`;
+console.log(`\n${line(header)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n${rows.map(line).join('\n')}`);
+console.log(`\ntensors alive at exit: ${tf.memory().numTensors}`);
+if (rows.some((r) => r[4] === '—')) process.exitCode = 1;
