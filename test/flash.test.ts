@@ -30,18 +30,19 @@ describe('plan', () => {
           m: fc.integer({ min: 1, max: 1 << 22 }),
           d: fc.integer({ min: 1, max: 256 }),
           dv: fc.integer({ min: 1, max: 256 }),
+          layout: fc.option(fc.record({ blockK: fc.integer({ min: 1, max: 4096 }), maxBlocksPerRow: fc.integer({ min: 0, max: 1 << 16 }), nnz: fc.nat(1 << 24) })),
         }),
-        (p) => {
+        ({ layout, ...p }) => {
           const dims = { ...p, kvHeads: 1, group: p.heads };
           let plan;
           try {
-            plan = planFlash(dims, limits);
+            plan = planFlash(dims, limits, { layout: layout ?? undefined, extraBindings: layout ? 2 : 0 });
           } catch (e) {
             expect(e).toBeInstanceOf(AttentionError);
             return;
           }
           expect(plan.maxLoopIterations).toBeLessThanOrEqual(LLVMPIPE_LOOP_CAP);
-          expect(plan.chunk * plan.splits).toBeGreaterThanOrEqual(p.m);
+          expect(plan.chunk * plan.splits).toBeGreaterThanOrEqual(layout ? layout.maxBlocksPerRow : p.m);
           expect(plan.partialBytes).toBeLessThanOrEqual(limits.maxStorageBufferBindingSize);
         },
       ),

@@ -8,8 +8,13 @@
  * several it writes partial rows `[batch·heads, splits, n, dv + 4]` holding the unnormalized
  * accumulator followed by `(rowMax, rowSum, 0, 0)`, which {@link MergeProgram} combines.
  *
- * Values written into the WGSL source (head dims, causal, split mode) are in `shaderKey`;
- * sizes, scale and chunk are uniforms.
+ * Two key-loop modes: dense (keys `[0, m)` cut into split chunks) and block-sparse (the key
+ * blocks a CSR layout lists for the query block, cut into split chunks of layout entries).
+ * Either can apply an element rule `ruleWeight(p, j, h)` (0 skip, 1 keep, between: a soft
+ * weight, giving `l = l·c + w·e`, `acc = acc·c + w·e·v`).
+ *
+ * Values written into the WGSL source (head dims, causal, split mode, layout mode, the rule)
+ * are in `shaderKey`; sizes, scale, chunk and block sizes are uniforms.
  *
  * @module
  */
@@ -24,8 +29,14 @@ export interface FlashUniforms {
   heads: number;
   group: number;
   kvHeads: number;
+  /** Keys (dense mode) or layout entries (block-sparse mode) per split. */
   chunk: number;
   splits: number;
+  /** Block-sparse mode only (0 otherwise). */
+  blockQ: number;
+  blockK: number;
+  numQBlocks: number;
+  layoutHeads: number;
 }
 
 /** Unrolled WGSL: one statement per vec4 of a head dim. */
@@ -33,16 +44,28 @@ export function unroll(count: number, line: (t: number) => string, sep = '\n'): 
   return Array.from({ length: count }, (_, t) => line(t)).join(sep);
 }
 
+/** What the program is specialised on (everything here is written into the WGSL source). */
+export interface FlashVariant {
+  causal: boolean;
+  splits: number;
+  /** Block-sparse: keys come from a CSR layout (`rowStart`, `keyBlocks` inputs). */
+  sparse: boolean;
+  /** Element rule WGSL (defines `ruleWeight`) and its shaderKey part, or null for "all allowed". */
+  rule: { key: string; wgsl: string; usesParams: boolean } | null;
+}
+
 export class FlashAttentionProgram implements WebGPUProgram {
   outputShape: number[];
   shaderKey: string;
   dispatchLayout = { x: [0], y: [1] };
   dispatch: [number, number, number];
-  variableNames = ['q', 'k', 'v', 'keyLength'];
-  variableComponents = [4, 4, 4, 1];
+  variableNames: string[];
+  variableComponents: number[];
   outputComponent = 4;
   workgroupSize: [number, number, number] = [ROWS_PER_WORKGROUP, 1, 1];
-  uniforms = 'scale : f32, n : i32, m : i32, heads : i32, group : i32, kvHeads : i32, chunk : i32, splits : i32,';
+  uniforms =
+    'scale : f32, n : i32, m : i32, heads : i32, group : i32, kvHeads : i32, chunk : i32, splits : i32, ' +
+    'blockQ : i32, blockK : i32, numQBlocks : i32, layoutHeads : i32,';
   private readonly d4: number;
   private readonly dv4: number;
 
@@ -52,34 +75,75 @@ export class FlashAttentionProgram implements WebGPUProgram {
     n: number,
     dPad: number,
     dvPad: number,
-    private readonly causal: boolean,
-    private readonly splits: number,
+    private readonly variant: FlashVariant,
   ) {
     this.d4 = dPad / 4;
     this.dv4 = dvPad / 4;
+    const { splits, sparse, rule, causal } = variant;
+    this.variableNames = ['q', 'k', 'v', 'keyLength', ...(sparse ? ['rowStart', 'keyBlocks'] : []), ...(rule?.usesParams ? ['params'] : [])];
+    this.variableComponents = [4, 4, 4, ...this.variableNames.slice(3).map(() => 1)];
     this.outputShape = splits === 1 ? [batch, heads, n, dvPad] : [batch * heads, splits, n, dvPad + 4];
     this.dispatch = [Math.ceil(n / ROWS_PER_WORKGROUP), batch * heads, splits];
-    this.shaderKey = `AttnCatalogFlash_${this.d4}_${this.dv4}_${causal ? 'c' : 'nc'}_${splits === 1 ? 'single' : 'split'}`;
+    this.shaderKey =
+      `AttnCatalogFlash_${this.d4}_${this.dv4}_${causal ? 'c' : 'nc'}_${splits === 1 ? 'single' : 'split'}` +
+      `_${sparse ? 'csr' : 'dense'}_${rule ? `rule[${rule.key}]` : 'all'}`;
   }
 
   /** Uniform list for `runWebGPUProgram`, matching `uniforms`. */
   static uniformData(u: FlashUniforms) {
+    const i = (x: number) => ({ type: 'int32', data: [x] });
     return [
       { type: 'float32', data: [u.scale] },
-      { type: 'int32', data: [u.n] },
-      { type: 'int32', data: [u.m] },
-      { type: 'int32', data: [u.heads] },
-      { type: 'int32', data: [u.group] },
-      { type: 'int32', data: [u.kvHeads] },
-      { type: 'int32', data: [u.chunk] },
-      { type: 'int32', data: [u.splits] },
+      i(u.n), i(u.m), i(u.heads), i(u.group), i(u.kvHeads), i(u.chunk), i(u.splits),
+      i(u.blockQ), i(u.blockK), i(u.numQBlocks), i(u.layoutHeads),
     ];
+  }
+
+  /** The per-key body: online softmax update with the rule's weight. */
+  private keyBody(indent: string): string {
+    const { d4, dv4 } = this;
+    const rule = this.variant.rule;
+    const body = [
+      `let kb = (kvBase + j) * ${d4};`,
+      `let s = ${unroll(d4, (t) => `dot(q${t}, k[kb + ${t}])`, ' + ')};`,
+      'let newMax = max(rowMax, s);',
+      'let c = exp(rowMax - newMax);',
+      `let e = ${rule ? 'w * ' : ''}exp(s - newMax);`,
+      'rowSum = rowSum * c + e;',
+      `let vb = (kvBase + j) * ${dv4};`,
+      ...Array.from({ length: dv4 }, (_, t) => `acc${t} = acc${t} * c + e * v[vb + ${t}];`),
+      'rowMax = newMax;',
+    ];
+    if (!rule) return body.map((l) => indent + l).join('\n');
+    return [`${indent}let w = ruleWeight(p, j, h);`, `${indent}if (w > 0.0) {`, ...body.map((l) => `${indent}  ${l}`), `${indent}}`].join('\n');
   }
 
   getUserCode(): string {
     const { d4, dv4 } = this;
-    const split = this.splits !== 1;
+    const { splits, sparse, rule, causal } = this.variant;
+    const split = splits !== 1;
+    const loops = sparse
+      ? `    // Block-sparse: visit only the key blocks the layout lists for this query block.
+    let lh = min(h, uniforms.layoutHeads - 1);
+    let rs = lh * (uniforms.numQBlocks + 1) + row / uniforms.blockQ;
+    let eEnd = rowStart[rs + 1];
+    let eStart = rowStart[rs] + part * uniforms.chunk;
+    let eStop = min(eStart + uniforms.chunk, eEnd);
+    for (var ei = eStart; ei < eStop; ei = ei + 1) {
+      let j0 = keyBlocks[ei] * uniforms.blockK;
+      let j1 = min(j0 + uniforms.blockK, kEnd);
+      for (var j = j0; j < j1; j = j + 1) {
+${this.keyBody('        ')}
+      }
+    }`
+      : `    let jStart = part * uniforms.chunk;
+    let jEnd = min(jStart + uniforms.chunk, kEnd);
+    for (var j = jStart; j < jEnd; j = j + 1) {
+${this.keyBody('      ')}
+    }`;
     return `
+  ${rule ? rule.wgsl : ''}
+
   fn main() {
     let row = i32(globalId.x);
     let bh = i32(globalId.y);
@@ -91,26 +155,14 @@ export class FlashAttentionProgram implements WebGPUProgram {
     // Bottom-right alignment: query row i sits at absolute position i + (m - n).
     let p = row + uniforms.m - uniforms.n;
     var kEnd = clamp(keyLength[b], 0, uniforms.m);
-    ${this.causal ? 'kEnd = min(kEnd, p + 1);' : ''}
-    let jStart = part * uniforms.chunk;
-    let jEnd = min(jStart + uniforms.chunk, kEnd);
+    ${causal ? 'kEnd = min(kEnd, p + 1);' : ''}
     let qBase = (bh * uniforms.n + row) * ${d4};
 ${unroll(d4, (t) => `    let q${t} = q[qBase + ${t}] * uniforms.scale;`)}
 ${unroll(dv4, (t) => `    var acc${t} = vec4<f32>(0.0);`)}
     var rowMax = -3.0e38;
     var rowSum = 0.0;
     let kvBase = (b * uniforms.kvHeads + kvh) * uniforms.m;
-    for (var j = jStart; j < jEnd; j = j + 1) {
-      let kb = (kvBase + j) * ${d4};
-      let s = ${unroll(d4, (t) => `dot(q${t}, k[kb + ${t}])`, ' + ')};
-      let newMax = max(rowMax, s);
-      let c = exp(rowMax - newMax);
-      let e = exp(s - newMax);
-      rowSum = rowSum * c + e;
-      let vb = (kvBase + j) * ${dv4};
-${unroll(dv4, (t) => `      acc${t} = acc${t} * c + e * v[vb + ${t}];`)}
-      rowMax = newMax;
-    }
+${loops}
 ${
   split
     ? `    let ob = ((bh * uniforms.splits + part) * uniforms.n + row) * ${dv4 + 1};

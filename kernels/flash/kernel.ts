@@ -1,14 +1,15 @@
 /**
  * The fused flash-attention kernel for tfjs's webgpu backend: its `KernelConfig`, and
- * `runFlash`, which validates the plan, pads head dims to a multiple of 4 and calls it
- * through the engine (so tfjs tracks the output like any op's).
+ * `runFlash`, which pads head dims to a multiple of 4, uploads the layout and rule parameters,
+ * and calls the kernel through the engine (so tfjs tracks the output like any op's).
  *
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { Dims } from '../../src/core/types.js';
-import { FlashAttentionProgram, MergeProgram } from './flash_program.js';
+import { FlashAttentionProgram, MergeProgram, type FlashVariant } from './flash_program.js';
+import type { BlockLayout, ElementRule } from './layout.js';
 import { planFlash, type FlashPlan, type KernelLimits } from './plan.js';
 import type { WebGPUBackend } from './webgpu_types.js';
 
@@ -20,21 +21,39 @@ interface FlashAttrs {
   scale: number;
   splits: number;
   chunk: number;
+  blockQ: number;
+  blockK: number;
+  numQBlocks: number;
+  layoutHeads: number;
+  sparse: boolean;
+  ruleKey: string;
+  ruleWgsl: string;
+  ruleParams: boolean;
 }
 
 const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: NamedAttrMap }) => {
   const gpu = backend as WebGPUBackend;
-  const { q, k, v, keyLength } = inputs;
-  const { causal, scale, splits, chunk } = attrs as unknown as FlashAttrs;
+  const a = attrs as unknown as FlashAttrs;
+  const { q, k, v, keyLength, rowStart, keyBlocks, params } = inputs;
   const [batch, heads, n, dPad] = q.shape;
   const [, kvHeads, m] = k.shape;
   const dvPad = v.shape[3];
-  const program = new FlashAttentionProgram(batch, heads, n, dPad, dvPad, causal, splits);
-  const uniforms = FlashAttentionProgram.uniformData({ scale, n, m, heads, group: heads / kvHeads, kvHeads, chunk, splits });
-  const first = gpu.runWebGPUProgram(program as never, [q, k, v, keyLength], 'float32', uniforms as never);
-  if (splits === 1) return first;
+  const variant: FlashVariant = {
+    causal: a.causal,
+    splits: a.splits,
+    sparse: a.sparse,
+    rule: a.ruleKey ? { key: a.ruleKey, wgsl: a.ruleWgsl, usesParams: a.ruleParams } : null,
+  };
+  const program = new FlashAttentionProgram(batch, heads, n, dPad, dvPad, variant);
+  const uniforms = FlashAttentionProgram.uniformData({
+    scale: a.scale, n, m, heads, group: heads / kvHeads, kvHeads, chunk: a.chunk, splits: a.splits,
+    blockQ: a.blockQ, blockK: a.blockK, numQBlocks: a.numQBlocks, layoutHeads: a.layoutHeads,
+  });
+  const programInputs = [q, k, v, keyLength, ...(a.sparse ? [rowStart, keyBlocks] : []), ...(a.ruleParams ? [params] : [])];
+  const first = gpu.runWebGPUProgram(program as never, programInputs, 'float32', uniforms as never);
+  if (a.splits === 1) return first;
   const merge = new MergeProgram(batch, heads, n, dvPad);
-  const out = gpu.runWebGPUProgram(merge as never, [first], 'float32', MergeProgram.uniformData(n, splits) as never);
+  const out = gpu.runWebGPUProgram(merge as never, [first], 'float32', MergeProgram.uniformData(n, a.splits) as never);
   gpu.disposeData(first.dataId);
   return out;
 };
@@ -54,6 +73,7 @@ export function activeKernelLimits(): KernelLimits {
     maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
     maxBufferSize: l.maxBufferSize,
     maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+    maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
   };
 }
 
@@ -62,11 +82,24 @@ export interface FlashOptions {
   causal: boolean;
   scale: number;
   keyLength: number[] | tf.Tensor1D | null;
+  /** Block-sparse layout (query/key blocks visited), or null/undefined for all keys. */
+  layout?: BlockLayout | null;
+  /** Element rule inside visited blocks, or null/undefined for "all allowed". */
+  rule?: ElementRule | null;
+}
+
+/** Plans a call (checks every device limit; throws AttentionError before any dispatch). */
+export function planFor(dims: Dims, opts: FlashOptions): FlashPlan {
+  const layout = opts.layout;
+  return planFlash(dims, activeKernelLimits(), {
+    layout: layout ? { blockK: layout.blockK, maxBlocksPerRow: layout.maxBlocksPerRow, nnz: layout.keyBlocks.length } : undefined,
+    extraBindings: (layout ? 2 : 0) + (opts.rule?.params ? 1 : 0),
+  });
 }
 
 /**
- * Runs the fused kernel. `plan` must come from {@link planFlash} for these dims (it is where
- * limits are checked, before dispatch).
+ * Runs the fused kernel. `plan` must come from {@link planFor} for these dims and options
+ * (it is where limits are checked, before dispatch).
  */
 export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: Dims, opts: FlashOptions, plan: FlashPlan): tf.Tensor4D {
   return tf.tidy(() => {
@@ -75,12 +108,30 @@ export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: D
       opts.keyLength instanceof tf.Tensor
         ? opts.keyLength
         : tf.tensor1d(opts.keyLength ?? new Array(dims.batch).fill(dims.m), 'int32');
-    const attrs: FlashAttrs = { causal: opts.causal, scale: opts.scale, splits: plan.splits, chunk: plan.chunk };
-    const out = tf.engine().runKernel(
-      FLASH_KERNEL,
-      { q: padLast(q, plan.dPad), k: padLast(k, plan.dPad), v: padLast(v, plan.dvPad), keyLength: kl },
-      attrs as unknown as NamedAttrMap,
-    ) as tf.Tensor4D;
+    const layout = opts.layout ?? null;
+    const rule = opts.rule ?? null;
+    const inputs: Record<string, tf.Tensor> = { q: padLast(q, plan.dPad), k: padLast(k, plan.dPad), v: padLast(v, plan.dvPad), keyLength: kl };
+    if (layout) {
+      inputs.rowStart = tf.tensor1d(layout.rowStart, 'int32');
+      // An empty layout still needs a non-empty binding.
+      inputs.keyBlocks = tf.tensor1d(layout.keyBlocks.length ? layout.keyBlocks : new Int32Array(1), 'int32');
+    }
+    if (rule?.params) inputs.params = tf.tensor1d(rule.params.length ? rule.params : new Float32Array(1), 'float32');
+    const attrs: FlashAttrs = {
+      causal: opts.causal,
+      scale: opts.scale,
+      splits: plan.splits,
+      chunk: plan.chunk,
+      blockQ: layout?.blockQ ?? 0,
+      blockK: layout?.blockK ?? 0,
+      numQBlocks: layout?.numQBlocks ?? 0,
+      layoutHeads: layout?.layoutHeads ?? 1,
+      sparse: !!layout,
+      ruleKey: rule?.key ?? '',
+      ruleWgsl: rule?.wgsl ?? '',
+      ruleParams: !!rule?.params,
+    };
+    const out = tf.engine().runKernel(FLASH_KERNEL, inputs, attrs as unknown as NamedAttrMap) as tf.Tensor4D;
     return plan.dvPad === dims.dv ? out : tf.slice(out, [0, 0, 0, 0], [-1, -1, -1, dims.dv]);
   });
 }

@@ -27,13 +27,31 @@ export interface KernelLimits {
   maxStorageBufferBindingSize: number;
   maxBufferSize: number;
   maxComputeWorkgroupsPerDimension: number;
+  /** Storage bindings one shader may use (output included). Default 8 (WebGPU's minimum). */
+  maxStorageBuffersPerShaderStage?: number;
+}
+
+/** The layout facts the plan needs (block-sparse mode). */
+export interface LayoutShape {
+  blockK: number;
+  maxBlocksPerRow: number;
+  /** Total entries of the layout (keyBlocks length). */
+  nnz: number;
+}
+
+/** Options of {@link planFlash}. */
+export interface PlanOptions {
+  /** Block-sparse mode: the layout's shape. */
+  layout?: LayoutShape;
+  /** Storage bindings besides q, k, v, keyLength and the output (layout: 2, rule params: 1). */
+  extraBindings?: number;
 }
 
 /** A planned dispatch. */
 export interface FlashPlan {
   /** Number of key splits S (1: no partials, no merge). */
   splits: number;
-  /** Keys per split: the key loop's trip count per invocation. */
+  /** Per split: keys (dense mode) or layout entries (block-sparse mode). */
   chunk: number;
   /** Head dims padded to a multiple of 4 (vec4 loads). */
   dPad: number;
@@ -50,15 +68,17 @@ export const DISPATCH_OVERHEAD_BYTES = 1024;
 const pad4 = (x: number) => Math.ceil(x / 4) * 4;
 
 /**
- * Plans the fused dense kernel for `dims`.
+ * Plans the fused kernel for `dims` (dense mode), or for a block-sparse `layout`.
  *
- * Rule: `S = clamp(ceil(m / 256), 1, 4)`, raised until `ceil(m / S) <= LOOP_BUDGET`, lowered
- * (not below what the loop budget needs) while the partial buffer exceeds the binding limit.
- * With S fixed for long sequences the partial buffer is `O(n)`, not `O(n·m)`.
+ * Rule, with K the most keys one query row can visit (m, or maxBlocksPerRow·blockK):
+ * `S = clamp(ceil(K / 256), 1, 4)`, raised until one split's loop trip count fits
+ * LOOP_BUDGET, lowered (not below what the loop budget needs) while the partial buffer
+ * exceeds the binding limit. With S fixed for long sequences the partial buffer is `O(n)`.
  *
  * @throws AttentionError when a buffer would exceed the device's limits.
  */
-export function planFlash(dims: Dims, limits: KernelLimits): FlashPlan {
+export function planFlash(dims: Dims, limits: KernelLimits, opts: PlanOptions = {}): FlashPlan {
+  const layout = opts.layout;
   const { batch, heads, kvHeads, n, m } = dims;
   const dPad = pad4(dims.d);
   const dvPad = pad4(dims.dv);
@@ -79,22 +99,33 @@ export function planFlash(dims: Dims, limits: KernelLimits): FlashPlan {
   if (Math.ceil(n / ROWS_PER_WORKGROUP) > maxGroups) {
     throw new AttentionError('q', `n <= ${maxGroups * ROWS_PER_WORKGROUP}`, `n = ${n}`);
   }
-  const minSplits = Math.ceil(m / LOOP_BUDGET);
-  let splits = Math.max(Math.min(Math.ceil(m / MIN_KEYS_PER_SPLIT), BASE_SPLITS), minSplits, 1);
+  const bindings = 5 + (opts.extraBindings ?? 0);
+  const maxBindings = limits.maxStorageBuffersPerShaderStage ?? 8;
+  if (bindings > maxBindings) {
+    throw new AttentionError('implementation', `at most ${maxBindings} storage bindings (the device's limit)`, `${bindings}`, "Use implementation 'composite'.");
+  }
+  if (layout) check('layout', layout.nnz * 4);
+  // Trip count of one invocation for `units` loop units: keys (dense) or blocks of blockK keys plus the block loop.
+  const units = layout ? layout.maxBlocksPerRow : m;
+  const perUnit = layout ? layout.blockK + 1 : 1;
+  const keysPerRow = layout ? layout.maxBlocksPerRow * layout.blockK : m;
+  const minSplits = Math.max(1, Math.ceil((units * perUnit) / LOOP_BUDGET));
+  if (perUnit > LOOP_BUDGET) throw new AttentionError('layout.blockK', `at most ${LOOP_BUDGET - 1}`, `${perUnit - 1}`);
+  let splits = Math.max(Math.min(Math.ceil(keysPerRow / MIN_KEYS_PER_SPLIT), BASE_SPLITS, Math.max(units, 1)), minSplits, 1);
   const rowBytes = (dvPad + 4) * 4;
   const partial = (s: number) => (s === 1 ? 0 : batch * heads * s * n * rowBytes);
-  while (splits > Math.max(minSplits, 1) && partial(splits) > maxBind) splits--;
+  while (splits > minSplits && partial(splits) > maxBind) splits--;
   if (splits > maxGroups) {
-    throw new AttentionError('k', `m <= ${maxGroups * LOOP_BUDGET} keys`, `m = ${m}`);
+    throw new AttentionError('k', `at most ${maxGroups * LOOP_BUDGET} keys per query`, `${keysPerRow}`);
   }
   check('k (split partials)', partial(splits));
-  const chunk = Math.ceil(m / splits);
+  const chunk = Math.max(1, Math.ceil(units / splits));
   return {
     splits,
     chunk,
     dPad,
     dvPad,
     partialBytes: partial(splits),
-    maxLoopIterations: Math.max(chunk, splits > 1 ? 2 * splits : 0),
+    maxLoopIterations: Math.max(chunk * perUnit, splits > 1 ? 2 * splits : 0),
   };
 }
