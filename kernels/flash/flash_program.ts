@@ -103,16 +103,21 @@ export class FlashAttentionProgram implements WebGPUProgram {
   private keyBody(indent: string): string {
     const { d4, dv4 } = this;
     const rule = this.variant.rule;
+    // Rescale the running state only when the row max grows (rare after the first keys), so the
+    // common case costs one exp and one multiply-add per vec4.
     const body = [
       `let kb = (kvBase + j) * ${d4};`,
       `let s = ${unroll(d4, (t) => `dot(q${t}, k[kb + ${t}])`, ' + ')};`,
-      'let newMax = max(rowMax, s);',
-      'let c = exp(rowMax - newMax);',
-      `let e = ${rule ? 'w * ' : ''}exp(s - newMax);`,
-      'rowSum = rowSum * c + e;',
+      'if (s > rowMax) {',
+      '  let c = exp(rowMax - s);',
+      '  rowSum = rowSum * c;',
+      ...Array.from({ length: dv4 }, (_, t) => `  acc${t} = acc${t} * c;`),
+      '  rowMax = s;',
+      '}',
+      `let e = ${rule ? 'w * ' : ''}exp(s - rowMax);`,
+      'rowSum = rowSum + e;',
       `let vb = (kvBase + j) * ${dv4};`,
-      ...Array.from({ length: dv4 }, (_, t) => `acc${t} = acc${t} * c + e * v[vb + ${t}];`),
-      'rowMax = newMax;',
+      ...Array.from({ length: dv4 }, (_, t) => `acc${t} = acc${t} + e * v[vb + ${t}];`),
     ];
     if (!rule) return body.map((l) => indent + l).join('\n');
     return [`${indent}let w = ruleWeight(p, j, h);`, `${indent}if (w > 0.0) {`, ...body.map((l) => `${indent}  ${l}`), `${indent}}`].join('\n');
