@@ -1,12 +1,12 @@
 /**
- * The backends a test file runs on: cpu always, webgpu whenever an adapter exists. With
+ * The backends a test file runs on: cpu and wasm always, webgpu whenever an adapter exists. With
  * `REQUIRE_WEBGPU=1` (CI sets it) a missing adapter fails the run instead of shrinking the list.
  * WebGPU dispatches in tests run inside a validation error scope (see `withGpuErrorScope`).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, webgpuDevice } from '../src/core/backend.js';
 
-export type TestBackend = 'cpu' | 'webgpu';
+export type TestBackend = 'cpu' | 'wasm' | 'webgpu';
 
 let cached: TestBackend[] | null = null;
 let webgpuFailure = '';
@@ -25,6 +25,9 @@ export async function setupBackends(): Promise<TestBackend[]> {
     }
     console.warn(`webgpu suites not run on this machine: ${webgpuFailure}`);
   }
+  // wasm runs the same composites through another backend's kernels; present wherever Node is.
+  await initBackend('wasm');
+  list.unshift('wasm');
   await initBackend('cpu');
   list.unshift('cpu');
   cached = list;
