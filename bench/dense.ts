@@ -4,7 +4,7 @@
  * matrix over the device's binding limit, or past --max-cpu-n on cpu/wasm) say so.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { backendReport, initBackend } from '../src/core/backend.js';
+import { backendReport, initBackend, webgpuLimits } from '../src/core/backend.js';
 import { AttentionError } from '../src/core/errors.js';
 import { denseAttention } from '../src/variants/baseline/dense.js';
 import { applier, intermediateBytes, makeQKV, medianMs, mib } from './common.js';
@@ -50,7 +50,8 @@ export async function benchDense(opts: { ns: number[]; runs: number; maxCpuN: nu
           row.compositeBytes = await intermediateBytes(applier(attn, x, 'composite'));
         } catch (e) {
           if (!(e instanceof AttentionError)) throw e;
-          notes.push(`composite cannot run: needs ${e.given}, over the device's binding limit`);
+          const limit = webgpuLimits()?.maxStorageBufferBindingSize ?? 0;
+          notes.push(`composite cannot run: its n×n score matrix (${mib(n * n * 4)}) is over the device's binding limit (${mib(limit)})`);
         }
       }
       x.dispose();
