@@ -11,7 +11,10 @@
  * Two key-loop modes: dense (keys `[0, m)` cut into split chunks) and block-sparse (the key
  * blocks a CSR layout lists for the query block, cut into split chunks of layout entries).
  * Either can apply an element rule `ruleWeight(p, j, h)` (0 skip, 1 keep, between: a soft
- * weight, giving `l = l·c + w·e`, `acc = acc·c + w·e·v`).
+ * weight, giving `l = l·c + w·e`, `acc = acc·c + w·e·v`); a seeking rule also defines
+ * `ruleSeek(p, j, h)`, and the key loop jumps from one candidate key to the next (band starts,
+ * lattice steps) instead of visiting every key of a range. In block-sparse mode, query row i
+ * belongs to query block `(i + rowOffset) / blockQ` (rowOffset aligns blocks to positions).
  *
  * Values written into the WGSL source (head dims, causal, split mode, layout mode, the rule)
  * are in `shaderKey`; sizes, scale, chunk and block sizes are uniforms.
@@ -37,6 +40,8 @@ export interface FlashUniforms {
   blockK: number;
   numQBlocks: number;
   layoutHeads: number;
+  /** Block-sparse mode: query row i is in query block `(i + rowOffset) / blockQ`. Default 0. */
+  rowOffset?: number;
 }
 
 /** Unrolled WGSL: one statement per vec4 of a head dim. */
@@ -50,8 +55,11 @@ export interface FlashVariant {
   splits: number;
   /** Block-sparse: keys come from a CSR layout (`rowStart`, `keyBlocks` inputs). */
   sparse: boolean;
-  /** Element rule WGSL (defines `ruleWeight`) and its shaderKey part, or null for "all allowed". */
-  rule: { key: string; wgsl: string; usesParams: boolean } | null;
+  /**
+   * Element rule WGSL (defines `ruleWeight`, and `ruleSeek` when `seeks`) and its shaderKey
+   * part, or null for "all allowed".
+   */
+  rule: { key: string; wgsl: string; usesParams: boolean; seeks?: boolean } | null;
 }
 
 export class FlashAttentionProgram implements WebGPUProgram {
@@ -65,7 +73,7 @@ export class FlashAttentionProgram implements WebGPUProgram {
   workgroupSize: [number, number, number] = [ROWS_PER_WORKGROUP, 1, 1];
   uniforms =
     'scale : f32, n : i32, m : i32, heads : i32, group : i32, kvHeads : i32, chunk : i32, splits : i32, ' +
-    'blockQ : i32, blockK : i32, numQBlocks : i32, layoutHeads : i32,';
+    'blockQ : i32, blockK : i32, numQBlocks : i32, layoutHeads : i32, rowOffset : i32,';
   private readonly d4: number;
   private readonly dv4: number;
 
@@ -86,7 +94,7 @@ export class FlashAttentionProgram implements WebGPUProgram {
     this.dispatch = [Math.ceil(n / ROWS_PER_WORKGROUP), batch * heads, splits];
     this.shaderKey =
       `AttnCatalogFlash_${this.d4}_${this.dv4}_${causal ? 'c' : 'nc'}_${splits === 1 ? 'single' : 'split'}` +
-      `_${sparse ? 'csr' : 'dense'}_${rule ? `rule[${rule.key}]` : 'all'}`;
+      `_${sparse ? 'csr' : 'dense'}_${rule ? `rule${rule.seeks ? 'Seek' : ''}[${rule.key}]` : 'all'}`;
   }
 
   /** Uniform list for `runWebGPUProgram`, matching `uniforms`. */
@@ -95,7 +103,7 @@ export class FlashAttentionProgram implements WebGPUProgram {
     return [
       { type: 'float32', data: [u.scale] },
       i(u.n), i(u.m), i(u.heads), i(u.group), i(u.kvHeads), i(u.chunk), i(u.splits),
-      i(u.blockQ), i(u.blockK), i(u.numQBlocks), i(u.layoutHeads),
+      i(u.blockQ), i(u.blockK), i(u.numQBlocks), i(u.layoutHeads), i(u.rowOffset ?? 0),
     ];
   }
 
@@ -127,23 +135,28 @@ export class FlashAttentionProgram implements WebGPUProgram {
     const { d4, dv4 } = this;
     const { splits, sparse, rule, causal } = this.variant;
     const split = splits !== 1;
+    // With a seeking rule the key loop jumps from one candidate key to the next.
+    const keyLoop = (from: string, to: string) =>
+      rule?.seeks
+        ? `for (var j = ruleSeek(p, ${from}, h); j < ${to}; j = ruleSeek(p, j + 1, h))`
+        : `for (var j = ${from}; j < ${to}; j = j + 1)`;
     const loops = sparse
       ? `    // Block-sparse: visit only the key blocks the layout lists for this query block.
     let lh = min(h, uniforms.layoutHeads - 1);
-    let rs = lh * (uniforms.numQBlocks + 1) + row / uniforms.blockQ;
+    let rs = lh * (uniforms.numQBlocks + 1) + (row + uniforms.rowOffset) / uniforms.blockQ;
     let eEnd = rowStart[rs + 1];
     let eStart = rowStart[rs] + part * uniforms.chunk;
     let eStop = min(eStart + uniforms.chunk, eEnd);
     for (var ei = eStart; ei < eStop; ei = ei + 1) {
       let j0 = keyBlocks[ei] * uniforms.blockK;
       let j1 = min(j0 + uniforms.blockK, kEnd);
-      for (var j = j0; j < j1; j = j + 1) {
+      ${keyLoop('j0', 'j1')} {
 ${this.keyBody('        ')}
       }
     }`
       : `    let jStart = part * uniforms.chunk;
     let jEnd = min(jStart + uniforms.chunk, kEnd);
-    for (var j = jStart; j < jEnd; j = j + 1) {
+    ${keyLoop('jStart', 'jEnd')} {
 ${this.keyBody('      ')}
     }`;
     return `

@@ -25,10 +25,12 @@ interface FlashAttrs {
   blockK: number;
   numQBlocks: number;
   layoutHeads: number;
+  rowOffset: number;
   sparse: boolean;
   ruleKey: string;
   ruleWgsl: string;
   ruleParams: boolean;
+  ruleSeeks: boolean;
 }
 
 const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: NamedAttrMap }) => {
@@ -42,12 +44,12 @@ const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, Te
     causal: a.causal,
     splits: a.splits,
     sparse: a.sparse,
-    rule: a.ruleKey ? { key: a.ruleKey, wgsl: a.ruleWgsl, usesParams: a.ruleParams } : null,
+    rule: a.ruleKey ? { key: a.ruleKey, wgsl: a.ruleWgsl, usesParams: a.ruleParams, seeks: a.ruleSeeks } : null,
   };
   const program = new FlashAttentionProgram(batch, heads, n, dPad, dvPad, variant);
   const uniforms = FlashAttentionProgram.uniformData({
     scale: a.scale, n, m, heads, group: heads / kvHeads, kvHeads, chunk: a.chunk, splits: a.splits,
-    blockQ: a.blockQ, blockK: a.blockK, numQBlocks: a.numQBlocks, layoutHeads: a.layoutHeads,
+    blockQ: a.blockQ, blockK: a.blockK, numQBlocks: a.numQBlocks, layoutHeads: a.layoutHeads, rowOffset: a.rowOffset,
   });
   const programInputs = [q, k, v, keyLength, ...(a.sparse ? [rowStart, keyBlocks] : []), ...(a.ruleParams ? [params] : [])];
   const first = gpu.runWebGPUProgram(program as never, programInputs, 'float32', uniforms as never);
@@ -93,7 +95,7 @@ export function planFor(dims: Dims, opts: FlashOptions): FlashPlan {
   const layout = opts.layout;
   return planFlash(dims, activeKernelLimits(), {
     layout: layout ? { blockK: layout.blockK, maxBlocksPerRow: layout.maxBlocksPerRow, nnz: layout.keyBlocks.length } : undefined,
-    extraBindings: (layout ? 2 : 0) + (opts.rule?.params ? 1 : 0),
+    extraBindings: (layout ? 2 : 0) + (opts.rule?.params || opts.rule?.paramsTensor ? 1 : 0),
   });
 }
 
@@ -116,7 +118,8 @@ export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: D
       // An empty layout still needs a non-empty binding.
       inputs.keyBlocks = tf.tensor1d(layout.keyBlocks.length ? layout.keyBlocks : new Int32Array(1), 'int32');
     }
-    if (rule?.params) inputs.params = tf.tensor1d(rule.params.length ? rule.params : new Float32Array(1), 'float32');
+    if (rule?.paramsTensor) inputs.params = rule.paramsTensor;
+    else if (rule?.params) inputs.params = tf.tensor1d(rule.params.length ? rule.params : new Float32Array(1), 'float32');
     const attrs: FlashAttrs = {
       causal: opts.causal,
       scale: opts.scale,
@@ -126,10 +129,12 @@ export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: D
       blockK: layout?.blockK ?? 0,
       numQBlocks: layout?.numQBlocks ?? 0,
       layoutHeads: layout?.layoutHeads ?? 1,
+      rowOffset: layout?.rowOffset ?? 0,
       sparse: !!layout,
       ruleKey: rule?.key ?? '',
       ruleWgsl: rule?.wgsl ?? '',
-      ruleParams: !!rule?.params,
+      ruleParams: !!(rule?.params || rule?.paramsTensor),
+      ruleSeeks: !!rule?.seeks,
     };
     const out = tf.engine().runKernel(FLASH_KERNEL, inputs, attrs as unknown as NamedAttrMap) as tf.Tensor4D;
     return plan.dvPad === dims.dv ? out : tf.slice(out, [0, 0, 0, 0], [-1, -1, -1, dims.dv]);

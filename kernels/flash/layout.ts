@@ -14,14 +14,22 @@
  *
  * @module
  */
+import type { Tensor1D } from '@tensorflow/tfjs-core';
 
 /** Which key blocks each query block visits, in CSR form. Pure data; built on the CPU and cached by the variant. */
 export interface BlockLayout {
   /** Query rows per query block. */
   blockQ: number;
+  /**
+   * Query row i belongs to query block `floor((i + rowOffset) / blockQ)`. Default 0. Pattern
+   * variants whose blocks are blocks of *positions* set it to `(m − n) mod blockQ`, so that a
+   * query block is exactly a block of positions `p_i = i + m − n` (then the layout alone can be
+   * exact, with no element rule).
+   */
+  rowOffset?: number;
   /** Keys per key block (the last block may be shorter). */
   blockK: number;
-  /** Number of query blocks: ceil(n / blockQ). */
+  /** Number of query blocks: ceil((n + rowOffset) / blockQ). */
   numQBlocks: number;
   /** 1 (shared by all heads) or `heads` (one layout per query head). */
   layoutHeads: number;
@@ -45,9 +53,29 @@ export interface ElementRule {
   wgsl: string;
   /** Per-call values the WGSL reads as `params[i]` (per-head dilation, z, global flags, …), or null. */
   params: Float32Array | null;
+  /**
+   * The per-call values as a float32 tensor already on the device, used instead of `params` when
+   * given (e.g. derived from a learnable `tf.Variable`, which webgpu cannot read synchronously).
+   * Owned by the caller.
+   */
+  paramsTensor?: Tensor1D | null;
   /** The same rule in TypeScript. */
   weight(p: number, j: number, h: number): number;
+  /**
+   * Whether `wgsl` also defines `fn ruleSeek(p : i32, j : i32, h : i32) -> i32`: the smallest key
+   * `j' >= j` that may be allowed (it must never pass an allowed key; any value at or past the
+   * end of the range ends it). The kernel then walks `j = ruleSeek(p, j0, h)`,
+   * `j = ruleSeek(p, j + 1, h)`, … instead of every key, so lattice patterns (strided, dilated,
+   * axial columns) and bands do work proportional to their allowed keys. Loop-free, like
+   * `ruleWeight`. Default false.
+   */
+  seeks?: boolean;
+  /** The TypeScript twin of `ruleSeek` (required when `seeks`). */
+  seek?(p: number, j: number, h: number): number;
 }
+
+/** What `ruleSeek` returns to end a key range ("no candidate left"). */
+export const SEEK_END = 1 << 30;
 
 /**
  * Builds a layout from a function listing, for query block `qb` (and head `h` when per-head),
@@ -59,11 +87,14 @@ export function buildLayout(opts: {
   blockQ: number;
   blockK: number;
   layoutHeads?: number;
+  /** See {@link BlockLayout.rowOffset}. Default 0. */
+  rowOffset?: number;
   visit: (qb: number, h: number) => Iterable<number>;
 }): BlockLayout {
   const { n, m, blockQ, blockK } = opts;
   const layoutHeads = opts.layoutHeads ?? 1;
-  const numQBlocks = Math.ceil(n / blockQ);
+  const rowOffset = opts.rowOffset ?? 0;
+  const numQBlocks = Math.ceil((n + rowOffset) / blockQ);
   const numKBlocks = Math.ceil(m / blockK);
   const rowStart = new Int32Array(layoutHeads * (numQBlocks + 1));
   const blocks: number[] = [];
@@ -77,7 +108,9 @@ export function buildLayout(opts: {
     }
     rowStart[h * (numQBlocks + 1) + numQBlocks] = blocks.length;
   }
-  return { blockQ, blockK, numQBlocks, layoutHeads, rowStart, keyBlocks: Int32Array.from(blocks), maxBlocksPerRow };
+  const layout: BlockLayout = { blockQ, blockK, numQBlocks, layoutHeads, rowStart, keyBlocks: Int32Array.from(blocks), maxBlocksPerRow };
+  if (rowOffset) layout.rowOffset = rowOffset;
+  return layout;
 }
 
 /** Visited key blocks of query block qb for head h (a view into the layout). */
@@ -90,8 +123,9 @@ export function layoutRow(layout: BlockLayout, qb: number, h: number): Int32Arra
 /** Number of (query, key) pairs the layout visits for one head (work and gather size). */
 export function layoutPairs(layout: BlockLayout, n: number, m: number, h = 0): number {
   let pairs = 0;
+  const off = layout.rowOffset ?? 0;
   for (let qb = 0; qb < layout.numQBlocks; qb++) {
-    const rows = Math.min(layout.blockQ, n - qb * layout.blockQ);
+    const rows = Math.min((qb + 1) * layout.blockQ - off, n) - Math.max(qb * layout.blockQ - off, 0);
     for (const kb of layoutRow(layout, qb, h)) pairs += rows * Math.min(layout.blockK, m - kb * layout.blockK);
   }
   return pairs;
