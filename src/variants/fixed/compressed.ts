@@ -1,0 +1,321 @@
+/**
+ * `compressed`: memory-compressed attention. Keys and values are cut into blocks of `stride`
+ * t positions (block c: positions c·t … c·t + t − 1, the last block possibly shorter) and each
+ * block becomes one key and one value; queries then attend the ⌈m / t⌉ compressed keys.
+ *
+ * - `mode: 'mean'`: the mean of the block's real keys (values likewise).
+ * - `mode: 'conv'`: a strided convolution, `k'_c = Σ_u k_{c·t+u}·K[u]` with `K[u]` a
+ *   `[d, d]` matrix (`v'_c = Σ_u v_{c·t+u}·V[u]`, `V[u]` `[dv, dv]`); missing positions of a
+ *   short block, and padding past `keyLength`, count as zero. `kernels` are given or drawn
+ *   from `seed`.
+ * - `causal`: compressed key c is allowed iff its last real position `min(c·t + t − 1, m − 1)`
+ *   is `<= p_i`.
+ * - `keyLength`: compression sees only the real keys; a block with none does not exist.
+ *
+ * ```
+ *   stride t = 3, m = 8:   keys  k0 k1 k2 | k3 k4 k5 | k6 k7
+ *                          become  k'0    |   k'1    |  k'2     (3 keys instead of 8)
+ * ```
+ *
+ * Complexity: time O(n·m/t·d + m·d), memory O(n·m/t) (composite scores) and O(m·d) for the
+ * reduction; the fused kernel attends the compressed keys with O(n) memory.
+ *
+ * Paper: Liu et al., "Generating Wikipedia by Summarizing Long Sequences", 2018,
+ * https://arxiv.org/abs/1801.10198 .
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { attendBlockSparseBytes, prepareBlockSparse, type SparseSpec } from '../../../kernels/blocksparse/attend.js';
+import { Exec, freesOnDispose, type Val } from '../../../kernels/blocksparse/composite.js';
+import { buildPart, range } from '../../../kernels/blocksparse/parts.js';
+import { SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
+import { kernelAvailable } from '../../core/dispatch.js';
+import { AttentionError, show } from '../../core/errors.js';
+import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
+import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
+import { checkImplementation, checkInt, checkOptions, resolveKeyLength, validateQKV } from '../../core/validate.js';
+import { problemDims } from '../baseline/dense.js';
+import { checkPatternConfig, i32, type PatternBaseConfig } from '../pattern.js';
+
+/** Convolution kernels of `mode: 'conv'`. */
+export interface CompressedKernels {
+  /** `[t, d, d]`: `K[u]` maps the key at offset u of a block (d in) to the compressed key (d out). */
+  k: tf.Tensor | number[][][];
+  /** `[t, dv, dv]`. */
+  v: tf.Tensor | number[][][];
+}
+
+/** Config of {@link compressedAttention}. */
+export interface CompressedConfig extends PatternBaseConfig {
+  /** Stride t: positions per compressed key. Integer >= 1. Default 4. */
+  stride?: number;
+  /** `'mean'` (default) or `'conv'`. */
+  mode?: 'mean' | 'conv';
+  /** `mode: 'conv'` only: explicit kernels. Default: drawn from `seed` (normal, scaled by 1/sqrt(t·d)). */
+  kernels?: CompressedKernels;
+  /** `mode: 'conv'` only: seed of the drawn kernels. Default the library's fixed seed. */
+  seed?: number;
+}
+
+type Resolved = Omit<CompressedConfig, 'kernels'> & { causal: boolean; stride: number; mode: 'mean' | 'conv'; seed: number };
+
+interface HostKernels {
+  k: Float32Array;
+  v: Float32Array;
+  d: number;
+  dv: number;
+}
+
+/** The WGSL rule of compressed causality, on the kernel's positions over C compressed keys. */
+function compressedCausalRule(t: number, n: number, m: number, C: number): ElementRule {
+  // The kernel's query position is i + C − n; the real one is i + m − n.
+  const shift = m - C;
+  const last = (c: number) => Math.min(c * t + t - 1, m - 1);
+  return {
+    key: `compressed-causal:${t}`,
+    wgsl: `
+  fn lastPosition(c : i32) -> i32 { return min(c * ${i32(t)} + ${i32(t)} - 1, i32(params[1]) - 1); }
+  fn ruleWeight(p : i32, j : i32, h : i32) -> f32 {
+    if (lastPosition(j) <= p + i32(params[0])) { return 1.0; }
+    return 0.0;
+  }
+  fn ruleSeek(p : i32, j : i32, h : i32) -> i32 {
+    if (lastPosition(j) > p + i32(params[0])) { return ${SEEK_END}; }
+    return j;
+  }`,
+    params: Float32Array.from([shift, m]),
+    weight: (p, c) => (last(c) <= p + shift ? 1 : 0),
+    seeks: true,
+    seek: (p, c) => (last(c) > p + shift ? SEEK_END : c),
+  };
+}
+
+/** Memory-compressed attention; see the module doc. */
+export class CompressedAttention implements Attention<Resolved> {
+  readonly id = 'compressed';
+  readonly family = 'fixed' as const;
+  readonly complexity: Complexity = { time: 'O(n·m/t·d + m·d)', memory: 'O(n·m/t)' };
+  private readonly seeded = new Map<string, HostKernels>();
+  private readonly specs = new Map<string, SparseSpec>();
+
+  constructor(
+    readonly config: Readonly<Resolved>,
+    private readonly explicit: HostKernels | null,
+  ) {}
+
+  private kernelsFor(d: number, dv: number): HostKernels {
+    if (this.explicit) {
+      if (this.explicit.d !== d) throw new AttentionError('config.kernels.k', `shape [${this.config.stride}, ${d}, ${d}] (d of q and k)`, `[${this.config.stride}, ${this.explicit.d}, ${this.explicit.d}]`);
+      if (this.explicit.dv !== dv) throw new AttentionError('config.kernels.v', `shape [${this.config.stride}, ${dv}, ${dv}] (dv of v)`, `[${this.config.stride}, ${this.explicit.dv}, ${this.explicit.dv}]`);
+      return this.explicit;
+    }
+    const key = `${d},${dv}`;
+    let w = this.seeded.get(key);
+    if (!w) {
+      const t = this.config.stride;
+      const rng = new SeededRandom(this.config.seed);
+      const k = rng.normals(t * d * d).map((x) => x / Math.sqrt(t * d));
+      const v = rng.normals(t * dv * dv).map((x) => x / Math.sqrt(t * dv));
+      w = { k, v, d, dv };
+      this.seeded.set(key, w);
+    }
+    return w;
+  }
+
+  /** The kernels used for head dims (d, dv), as host arrays `[t, d, d]` and `[t, dv, dv]` (mode 'conv'). */
+  convKernels(d: number, dv?: number): { k: Float32Array; v: Float32Array } {
+    if (this.config.mode !== 'conv') throw new AttentionError('config.mode', "'conv' (mode 'mean' has no kernels)", show(this.config.mode));
+    const w = this.kernelsFor(d, dv ?? d);
+    return { k: w.k.slice(), v: w.v.slice() };
+  }
+
+  /** The attention over C compressed keys (one part, every key; compressed causality as a rule). */
+  private spec(n: number, m: number, heads: number): SparseSpec {
+    const C = Math.ceil(m / this.config.stride);
+    const key = `${n},${m},${heads}`;
+    let spec = this.specs.get(key);
+    if (!spec) {
+      const rule = this.config.causal ? compressedCausalRule(this.config.stride, n, m, C) : null;
+      let parts: ReturnType<SparseSpec['composite']> | null = null;
+      spec = {
+        kernel: () => ({ layout: null, rule }),
+        composite: () =>
+          (parts ??= [buildPart({ groups: () => [range(0, n - 1)], keys: 'all', weight: (p, c) => (rule ? rule.weight(p, c, 0) : 1) }, n, C, heads, false)!]),
+      };
+      if (this.specs.size >= 4) this.specs.clear();
+      this.specs.set(key, spec);
+    }
+    return spec;
+  }
+
+  /**
+   * Compresses K and V: `[batch, kvHeads, ⌈m/t⌉, d | dv]`, and the compressed key counts.
+   * Written against {@link Exec} so that its bytes are counted exactly.
+   */
+  private reduce(ex: Exec, k: Val, v: Val, dims: Dims, keyLength: number[] | tf.Tensor1D | null): { kc: Val; vc: Val; klc: number[] | tf.Tensor1D | null; klcVal: Val | null } {
+    const { batch: B, kvHeads: KH, m, d, dv } = dims;
+    const t = this.config.stride;
+    const C = Math.ceil(m / t);
+    // Real keys of batch element b: positions < lim[b] = min(m, keyLength[b]).
+    let lim: Val;
+    let klc: number[] | tf.Tensor1D | null = null;
+    let klcVal: Val | null = null;
+    const i = (x: number) => tf.scalar(x, 'int32');
+    if (keyLength instanceof tf.Tensor) {
+      const src = ex.input(keyLength, [B]);
+      lim = ex.op([B, 1, 1, 1], () => tf.reshape(tf.minimum(src.t!, i(m)), [B, 1, 1, 1]));
+      klcVal = ex.op([B], () => tf.floorDiv(tf.add(tf.minimum(src.t!, i(m)), i(t - 1)), i(t)), 2);
+      klc = klcVal.t as tf.Tensor1D;
+    } else {
+      const lens = keyLength ?? new Array(B).fill(m);
+      klc = keyLength ? lens.map((l) => Math.ceil(l / t)) : null;
+      lim = ex.upload(Int32Array.from(lens), [B, 1, 1, 1], 'int32');
+    }
+    const pos = ex.op([1, 1, C, t], () => tf.reshape(tf.range(0, C * t, 1, 'int32'), [1, 1, C, t]));
+    // 1 for a real position of a block, 0 for padding and keys past the length.
+    const valid = ex.op([B, 1, C, t], () => tf.cast(tf.less(pos.t!, lim.t!), 'float32'), 2);
+    ex.free(pos);
+    const blocks = (x: Val, dim: number): Val =>
+      C * t === m
+        ? ex.view(x, [B * KH * C, t, dim])
+        : ex.reshape(ex.op([B, KH, C * t, dim], () => tf.pad(x.t!, [[0, 0], [0, 0], [0, C * t - m], [0, 0]])), [B * KH * C, t, dim]);
+    let kc: Val;
+    let vc: Val;
+    if (this.config.mode === 'mean') {
+      // Mean as a product with per-block weights valid / count: [B·KH·C, 1, t] × [B·KH·C, t, dim].
+      const starts = ex.op([1, 1, C, 1], () => tf.reshape(tf.range(0, C * t, t, 'int32'), [1, 1, C, 1]));
+      const count = ex.op([B, 1, C, 1], () => tf.cast(tf.maximum(tf.minimum(tf.sub(lim.t!, starts.t!), i(t)), i(1)), 'float32'), 4);
+      ex.free(starts);
+      const w = ex.op([B, 1, C, t], () => tf.div(valid.t!, count.t!));
+      ex.free(count);
+      const wb = ex.reshape(ex.op([B, KH, C, t], () => tf.broadcastTo(w.t!, [B, KH, C, t])), [B * KH * C, 1, t]);
+      ex.free(w);
+      const mean = (x: Val, dim: number) => {
+        const xb = blocks(x, dim);
+        const out = ex.op([B * KH * C, 1, dim], () => tf.matMul(wb.t!, xb.t!));
+        ex.free(xb);
+        return ex.reshape(out, [B, KH, C, dim]);
+      };
+      kc = mean(k, d);
+      vc = mean(v, dv);
+      ex.free(wb);
+    } else {
+      const w = this.kernelsFor(d, dv);
+      const mask = ex.view(valid, [B, 1, C, t, 1]);
+      const conv = (x: Val, dim: number, weights: Float32Array) => {
+        const xb = ex.reshape(blocks(x, dim), [B, KH, C, t, dim]);
+        const masked = ex.reshape(ex.op([B, KH, C, t, dim], () => tf.mul(xb.t!, mask.t!)), [B * KH * C, t * dim]);
+        ex.free(xb);
+        const wt = ex.upload(weights, [t * dim, dim], 'float32');
+        const out = ex.op([B * KH * C, dim], () => tf.matMul(masked.t!, wt.t!));
+        ex.free(masked, wt);
+        return ex.reshape(out, [B, KH, C, dim]);
+      };
+      kc = conv(k, d, w.k);
+      vc = conv(v, dv, w.v);
+      ex.free(mask);
+    }
+    ex.free(valid, lim);
+    return { kc, vc, klc, klcVal };
+  }
+
+  /**
+   * Attention of `q [batch, heads, n, d]` over the compressed `k`, `v`. Returns `[batch, heads, n, dv]`.
+   * @throws AttentionError on any invalid input, before anything is dispatched.
+   */
+  apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
+    const opts = checkOptions(options);
+    const dims = validateQKV(q, k, v);
+    const implementation = checkImplementation(opts.implementation);
+    const keyLength = resolveKeyLength(opts.keyLength, dims);
+    if (this.config.mode === 'conv') this.kernelsFor(dims.d, dims.dv);
+    const C = Math.ceil(dims.m / this.config.stride);
+    const inner: Dims = { ...dims, m: C };
+    const spec = this.spec(dims.n, dims.m, dims.heads);
+    const scale = this.config.scale ?? 1 / Math.sqrt(dims.d);
+    const given = keyLength.values ?? keyLength.tensor;
+    // Everything is checked and planned before the reduction dispatches anything.
+    const attend = prepareBlockSparse(inner, { causal: false, scale, keyLength: given ? new Array(dims.batch).fill(C) : null }, spec, implementation);
+    const ex = new Exec(true);
+    const { kc, vc, klc, klcVal } = this.reduce(ex, ex.input(k, k.shape), ex.input(v, v.shape), dims, given);
+    try {
+      return attend(q, kc.t as tf.Tensor4D, vc.t as tf.Tensor4D, klc);
+    } finally {
+      ex.free(kc, vc);
+      if (klcVal) ex.free(klcVal);
+    }
+  }
+
+  /** Upper bound of the intermediate bytes of `apply`: the reduction (O(m·d)) plus attention over ⌈m/t⌉ keys. */
+  memoryBytes(problem: Problem): number {
+    const dims = problemDims(problem);
+    const impl: Implementation = problem.implementation ?? 'auto';
+    const path = impl === 'auto' ? (kernelAvailable() ? 'kernel' : 'composite') : impl;
+    const ex = new Exec(false);
+    const kl = problem.keyLength ? new Array(dims.batch).fill(dims.m) : null;
+    this.reduce(ex, ex.input(null, [dims.batch, dims.kvHeads, dims.m, dims.d]), ex.input(null, [dims.batch, dims.kvHeads, dims.m, dims.dv]), dims, kl);
+    const C = Math.ceil(dims.m / this.config.stride);
+    return (freesOnDispose() ? ex.peak : ex.bytes) + attendBlockSparseBytes({ ...dims, m: C }, path, this.spec(dims.n, dims.m, dims.heads), !!problem.keyLength);
+  }
+
+  /** Kernels are host arrays uploaded per call: nothing to free. */
+  dispose(): void {}
+}
+
+function hostKernel(name: string, value: unknown, t: number): { data: Float32Array; dim: number } {
+  let shape: number[];
+  let data: Float32Array;
+  if (value instanceof tf.Tensor) {
+    if (value.isDisposed) throw new AttentionError(name, 'a live tensor', 'a disposed tensor');
+    shape = value.shape;
+    data = Float32Array.from(value.dataSync());
+  } else if (Array.isArray(value) && Array.isArray(value[0]) && Array.isArray(value[0][0])) {
+    const a = value as number[][][];
+    shape = [a.length, a[0].length, a[0][0].length];
+    if (a.some((m) => m.length !== shape[1] || m.some((r) => r.length !== shape[2]))) throw new AttentionError(name, 'a rectangular [t, dim, dim] array', 'a ragged array');
+    data = Float32Array.from(a.flat(2));
+    if (data.some((x) => !Number.isFinite(x))) throw new AttentionError(name, 'finite numbers', 'a non-finite entry');
+  } else {
+    throw new AttentionError(name, 'a tf.Tensor or number[][][] of shape [t, dim, dim]', show(value));
+  }
+  if (shape.length !== 3 || shape[0] !== t || shape[1] !== shape[2]) {
+    throw new AttentionError(name, `shape [t = ${t}, dim, dim] (one square matrix per offset in a block)`, `shape ${show(shape)}`);
+  }
+  return { data, dim: shape[1] };
+}
+
+/**
+ * Builds memory-compressed attention.
+ *
+ * @param config - `stride` (default 4), `mode` ('mean' default | 'conv'), `kernels` or `seed` (conv), `causal` (default false), `scale` (default 1/sqrt(d)).
+ * @throws AttentionError for a bad config (e.g. kernels with mode 'mean', or of the wrong shape).
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { compressedAttention } from 'attention-catalog/compressed';
+ * const q = tf.randomNormal([1, 4, 4096, 64]) as tf.Tensor4D;
+ * const out = compressedAttention({ stride: 8, causal: true }).apply(q, q, q); // over 512 mean keys
+ * const conv = compressedAttention({ stride: 8, mode: 'conv', seed: 3 });      // learned-convolution mode
+ * ```
+ */
+export function compressedAttention(config: CompressedConfig = {}): CompressedAttention {
+  const base = checkPatternConfig('compressed', config, ['stride', 'mode', 'kernels', 'seed']);
+  const stride = config.stride === undefined ? 4 : checkInt('config.stride', config.stride, 1);
+  const mode = config.mode === undefined ? 'mean' : config.mode;
+  if (mode !== 'mean' && mode !== 'conv') throw new AttentionError('config.mode', "'mean' or 'conv'", show(mode));
+  if (mode === 'mean' && (config.kernels !== undefined || config.seed !== undefined)) {
+    throw new AttentionError(config.kernels !== undefined ? 'config.kernels' : 'config.seed', "no kernels or seed with mode 'mean'", 'one', "Set mode: 'conv' to use a learned convolution.");
+  }
+  if (config.kernels !== undefined && config.seed !== undefined) throw new AttentionError('config.seed', 'either kernels or seed, not both', 'both');
+  const seed = config.seed === undefined ? DEFAULT_SEED : checkInt('config.seed', config.seed, 0);
+  let explicit: HostKernels | null = null;
+  if (config.kernels !== undefined) {
+    const kk = config.kernels;
+    if (typeof kk !== 'object' || kk === null) throw new AttentionError('config.kernels', '{ k: [t, d, d], v: [t, dv, dv] }', show(kk));
+    const k = hostKernel('config.kernels.k', (kk as CompressedKernels).k, stride);
+    const v = hostKernel('config.kernels.v', (kk as CompressedKernels).v, stride);
+    explicit = { k: k.data, v: v.data, d: k.dim, dv: v.dim };
+  }
+  return new CompressedAttention(Object.freeze({ ...base, stride, mode, seed }), explicit);
+}
