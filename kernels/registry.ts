@@ -7,9 +7,10 @@
  */
 import { getKernel, registerKernel, type KernelConfig } from '@tensorflow/tfjs-core';
 import { flashKernelConfig } from './flash/kernel.js';
+import { linearKernelConfig } from './linear/kernel.js';
 
 /** Every fused kernel of the catalog. */
-export const KERNEL_CONFIGS: readonly KernelConfig[] = [flashKernelConfig];
+export const KERNEL_CONFIGS: readonly KernelConfig[] = [flashKernelConfig, linearKernelConfig];
 
 /** Registers the catalog's kernels for `backendName` (idempotent). */
 export function ensureKernelsRegistered(backendName = 'webgpu'): void {

@@ -1,0 +1,114 @@
+/**
+ * The fused linear-attention kernel for tfjs's webgpu backend (one kernel serves `linear` and
+ * `performer`): its `KernelConfig` and {@link runLinearKernel}, which pads head dims to a multiple
+ * of 4, prepares ωᵀ for FAVOR+ maps, and calls the kernel through the engine (so tfjs tracks the
+ * output like any op's).
+ *
+ * Inside the kernel, four passes (see `plan.ts`): key features (FAVOR+ only) → chunk sums →
+ * scan (causal) or merge (non-causal) → queries. Intermediate buffers are freed as soon as the
+ * next pass has been recorded.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
+import type { Dims } from '../../src/core/types.js';
+import type { WebGPUBackend } from '../flash/webgpu_types.js';
+import { LinearChunkSumProgram } from './chunk_program.js';
+import { isProjectedKind, type FeatureKind } from './feature_maps.js';
+import { LinearFeatureProgram } from './feature_program.js';
+import type { LinearPlan } from './plan.js';
+import { LinearQueryProgram } from './query_program.js';
+import { LinearScanProgram } from './scan_program.js';
+
+/** Name in tfjs's kernel registry. */
+export const LINEAR_KERNEL = 'AttnCatalogLinearAttention';
+
+interface LinearAttrs {
+  kind: FeatureKind;
+  causal: boolean;
+  features: number;
+  chunk: number;
+  chunks: number;
+  xscale: number;
+}
+
+const linearKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: NamedAttrMap }) => {
+  const gpu = backend as WebGPUBackend;
+  const a = attrs as unknown as LinearAttrs;
+  const { q, k, v, keyLength, omegaT } = inputs;
+  const [batch, heads, n, dPad] = q.shape;
+  const [, kvHeads, m] = k.shape;
+  const dvPad = v.shape[3];
+  const bk = batch * kvHeads;
+  const fPad = Math.ceil(a.features / 4) * 4;
+  const projected = isProjectedKind(a.kind);
+  const run = (program: object, ins: TensorInfo[], uniforms: unknown) => gpu.runWebGPUProgram(program as never, ins, 'float32', uniforms as never);
+
+  const phik = projected
+    ? run(new LinearFeatureProgram(bk, m, dPad, fPad, a.kind), [k, omegaT], LinearFeatureProgram.uniformData(m, a.xscale))
+    : null;
+  const keys = phik ?? k;
+  const sums = run(
+    new LinearChunkSumProgram(bk, a.chunks, fPad, dvPad, a.kind),
+    [keys, v, keyLength],
+    LinearChunkSumProgram.uniformData(m, kvHeads, a.chunk, a.chunks),
+  );
+  const state = run(new LinearScanProgram(bk, a.chunks, fPad, dvPad, a.kind, a.causal), [sums], LinearScanProgram.uniformData(a.chunks));
+  gpu.disposeData(sums.dataId);
+  const queryInputs = [q, ...(a.causal ? [keys, v, keyLength] : []), state, ...(projected ? [omegaT] : [])];
+  const out = run(
+    new LinearQueryProgram(batch, heads, n, dPad, dvPad, a.features, a.kind, a.causal),
+    queryInputs,
+    LinearQueryProgram.uniformData({ n, m, heads, group: heads / kvHeads, kvHeads, chunk: a.chunk, chunks: a.chunks, xscale: a.xscale }),
+  );
+  gpu.disposeData(state.dataId);
+  if (phik) gpu.disposeData(phik.dataId);
+  return out;
+};
+
+/** The kernel's registration record (registered by `ensureKernelsRegistered`, never on import). */
+export const linearKernelConfig: KernelConfig = {
+  kernelName: LINEAR_KERNEL,
+  backendName: 'webgpu',
+  kernelFunc: linearKernelFunc as unknown as KernelFunc,
+};
+
+/** Options of {@link runLinearKernel}. */
+export interface LinearKernelOptions {
+  kind: FeatureKind;
+  causal: boolean;
+  /** FAVOR+ maps: the random features `[d, M]` (caller-owned) and the input scale x' = x·xscale. */
+  omega: tf.Tensor2D | null;
+  xscale: number;
+  keyLength: number[] | tf.Tensor1D | null;
+}
+
+/**
+ * Runs the fused kernel. `plan` must come from `planLinear` for these dims and options (that is
+ * where limits are checked, before dispatch).
+ */
+export function runLinearKernel(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: Dims, opts: LinearKernelOptions, plan: LinearPlan): tf.Tensor4D {
+  return tf.tidy(() => {
+    const padLast = (t: tf.Tensor4D, to: number) => (t.shape[3] === to ? t : tf.pad(t, [[0, 0], [0, 0], [0, 0], [0, to - t.shape[3]]]));
+    const kl =
+      opts.keyLength instanceof tf.Tensor ? opts.keyLength : tf.tensor1d(opts.keyLength ?? new Array(dims.batch).fill(dims.m), 'int32');
+    const inputs: Record<string, tf.Tensor> = { q: padLast(q, plan.dPad), k: padLast(k, plan.dPad), v: padLast(v, plan.dvPad), keyLength: kl };
+    if (isProjectedKind(opts.kind)) {
+      if (!opts.omega) throw new Error(`feature map ${opts.kind} needs omega`);
+      // ωᵀ, zero-padded to [F padded, d padded]: feature f's vector is row f (vec4 loads).
+      const [d, features] = opts.omega.shape;
+      inputs.omegaT = tf.pad(tf.transpose(opts.omega), [[0, plan.fPad - features], [0, plan.dPad - d]]);
+    }
+    const attrs: LinearAttrs = {
+      kind: opts.kind,
+      causal: opts.causal,
+      features: plan.features,
+      chunk: plan.chunk,
+      chunks: plan.chunks,
+      xscale: opts.xscale,
+    };
+    const out = tf.engine().runKernel(LINEAR_KERNEL, inputs, attrs as unknown as NamedAttrMap) as tf.Tensor4D;
+    return plan.dvPad === dims.dv ? out : tf.slice(out, [0, 0, 0, 0], [-1, -1, -1, dims.dv]);
+  });
+}
