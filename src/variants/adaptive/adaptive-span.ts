@@ -1,0 +1,325 @@
+/**
+ * `adaptive-span`: each head learns how far back (or around) it looks (Sukhbaatar et al.,
+ * "Adaptive Attention Span in Transformers"). A soft mask with a learnable span z per head
+ * weights the softmax:
+ *
+ * ```
+ * a_ij ∝ m_h(x) · exp(s · q_i·k_j)     normalized over j,   x = p_i − j (causal, x >= 0) or |p_i − j|
+ * m_h(x) = clamp((R + z_h − x) / R, 0, 1),   z_h clamped to [0, S]
+ * ```
+ *
+ * Keys with m = 0 (x >= R + z_h) are never read, so the cost is O(n·(z + R)), not O(n·m).
+ * `z` is a `tf.Variable` (one value per query head; a query head h reads kv head
+ * floor(h / (heads / kvHeads))). `spanLoss()` is the paper's L1 penalty Σ_h |z_h|, to add to the
+ * training loss; `clampSpan()` clamps the variable into [0, S] after an optimizer step.
+ *
+ * Paths:
+ * - fused (webgpu, forward only): the flash kernel in block-sparse mode over the band of S + R
+ *   positions around each query, with the soft mask as its element rule (weights in (0, 1]:
+ *   `l = l·c + w·e`); keys outside a head's z + R are skipped without being loaded. z is read on
+ *   the device (never synchronously).
+ * - composite (every backend, differentiable): banded gather of the S + R window per block of
+ *   queries, memory O(n·(S + R)). Gradients with respect to z (and q, k, v) flow through it:
+ *   while tfjs records gradients (`tf.grad`, `tf.variableGrads`, `optimizer.minimize`),
+ *   `'auto'` picks it; `'kernel'` then throws. Its backward pass is written out (a
+ *   `tf.customGrad`), so it needs none of tfjs's registered gradient functions (tfjs-core alone
+ *   registers none; `@tensorflow/tfjs` registers them for the rest of a model).
+ *
+ * Paper: Sukhbaatar et al., "Adaptive Attention Span in Transformers", 2019,
+ * https://arxiv.org/abs/1905.07799 .
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { webgpuLimits } from '../../core/backend.js';
+import { kernelAvailable, resolveImplementation } from '../../core/dispatch.js';
+import { AttentionError, show } from '../../core/errors.js';
+import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
+import { checkBool, checkConfigKeys, checkImplementation, checkInt, checkOptions, checkScale, resolveKeyLength, validateQKV } from '../../core/validate.js';
+import { bandComposite, bandCompositeBytes, bandCompositeWithGrad } from '../../../kernels/band/composite.js';
+import { DISPATCH_OVERHEAD_BYTES, planFlash, type KernelLimits } from '../../../kernels/flash/plan.js';
+import { activeKernelLimits, planFor, runFlash } from '../../../kernels/flash/kernel.js';
+import { buildLayout, type BlockLayout, type ElementRule } from '../../../kernels/flash/layout.js';
+import { ensureKernelsRegistered } from '../../../kernels/registry.js';
+import { problemDims } from '../baseline/dense.js';
+
+/** Config of {@link adaptiveSpanAttention}. */
+export interface AdaptiveSpanConfig {
+  /** Largest span S (an integer >= 1); z is clamped to [0, S]. Required. */
+  maxSpan: number;
+  /** Ramp length R of the soft mask (an integer >= 1). Default 32. */
+  ramp?: number;
+  /** Initial span per query head (`number[]` or a `tf.Tensor1D` of length heads). Default S/2 for each of `heads`. */
+  z?: number[] | tf.Tensor1D;
+  /** Number of query heads, when `z` is not given (then every z_h starts at S/2). */
+  heads?: number;
+  /** Offsets x = p_i − j with x >= 0 only. Default `false` (x = |p_i − j|). */
+  causal?: boolean;
+  /** Score scale. Default `1 / sqrt(d)`. */
+  scale?: number;
+}
+
+/** The resolved config. */
+export interface ResolvedAdaptiveSpanConfig {
+  maxSpan: number;
+  ramp: number;
+  heads: number;
+  causal: boolean;
+  scale?: number;
+}
+
+/** Limits used for `memoryBytes` when no webgpu device is active (the WebGPU spec's defaults). */
+const DEFAULT_KERNEL_LIMITS: KernelLimits = { maxStorageBufferBindingSize: 128 << 20, maxBufferSize: 256 << 20, maxComputeWorkgroupsPerDimension: 65535 };
+
+/** Query rows per block and keys per block of the fused path's band layout. */
+const BLOCK_Q = 64;
+const BLOCK_K = 32;
+
+/** Adaptive-span attention; see the module comment. */
+export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConfig> {
+  readonly id = 'adaptive-span';
+  readonly family = 'adaptive' as const;
+  readonly complexity: Complexity = { time: 'O(n·(z+R)·d)', memory: 'O(n·(z+R))' };
+  private readonly layouts = new Map<string, BlockLayout>();
+  private zVar: tf.Variable<tf.Rank.R1> | null;
+
+  constructor(
+    readonly config: Readonly<ResolvedAdaptiveSpanConfig>,
+    z: tf.Variable<tf.Rank.R1>,
+  ) {
+    this.zVar = z;
+  }
+
+  /** The learnable spans, one per query head (a trainable `tf.Variable` owned by the variant). */
+  get z(): tf.Variable<tf.Rank.R1> {
+    if (!this.zVar) throw new AttentionError('this', 'a live variant', 'a disposed one');
+    return this.zVar;
+  }
+
+  /** Largest |p − j| with a nonzero weight: x < R + z <= R + S. */
+  private reach(): number {
+    return Math.ceil(this.config.ramp + this.config.maxSpan) - 1;
+  }
+
+  /** Soft mask weights for offsets x (float tensor), per head: `[heads, ...x.shape[1:]]`. */
+  private maskOf(z: tf.Tensor, x: tf.Tensor): tf.Tensor {
+    const { ramp, maxSpan, heads } = this.config;
+    return tf.tidy(() => {
+      const zc = tf.reshape(tf.clipByValue(z, 0, maxSpan), [heads, 1, 1]);
+      return tf.clipByValue(tf.div(tf.sub(tf.add(zc, ramp), tf.abs(x)), ramp), 0, 1);
+    });
+  }
+
+  /**
+   * dL/dz from dL/dm `[heads, b, window]`: m = clamp((R + clamp(z, 0, S) − |x|)/R, 0, 1), so
+   * dm/dz_h = 1/R where both clamps are inside their range (bounds included, as tfjs's clip
+   * gradient), else 0.
+   */
+  private maskGrad(z: tf.Tensor, x: tf.Tensor, dw: tf.Tensor): tf.Tensor {
+    const { ramp, maxSpan, heads } = this.config;
+    return tf.tidy(() => {
+      const inside = (t: tf.Tensor, lo: number, hi: number) => tf.cast(tf.logicalAnd(tf.greaterEqual(t, lo), tf.lessEqual(t, hi)), 'float32');
+      const zc = tf.reshape(tf.clipByValue(z, 0, maxSpan), [heads, 1, 1]);
+      const u = tf.div(tf.sub(tf.add(zc, ramp), tf.abs(x)), ramp);
+      const perHead = tf.reshape(tf.sum(tf.mul(dw, inside(u, 0, 1)), [1, 2]), [heads]);
+      return tf.mul(tf.div(perHead, ramp), inside(z, 0, maxSpan));
+    });
+  }
+
+  private bandLayout(n: number, m: number): BlockLayout {
+    const key = `${n},${m}`;
+    let layout = this.layouts.get(key);
+    if (!layout) {
+      const W = this.reach();
+      const off = m - n;
+      const causal = this.config.causal;
+      layout = buildLayout({
+        n,
+        m,
+        blockQ: BLOCK_Q,
+        blockK: BLOCK_K,
+        visit: (qb) => {
+          const pLo = qb * BLOCK_Q + off;
+          const pHi = Math.min(qb * BLOCK_Q + BLOCK_Q, n) - 1 + off;
+          const jLo = Math.max(0, pLo - W);
+          const jHi = Math.min(m - 1, causal ? pHi : pHi + W);
+          const out: number[] = [];
+          for (let kb = Math.floor(jLo / BLOCK_K); kb * BLOCK_K <= jHi; kb++) out.push(kb);
+          return out;
+        },
+      });
+      if (this.layouts.size > 16) this.layouts.clear();
+      this.layouts.set(key, layout);
+    }
+    return layout;
+  }
+
+  private rule(params: tf.Tensor1D): ElementRule {
+    let host: Float32Array | null = null;
+    return {
+      key: 'adaptive-span',
+      // params = [R, z_0 … z_{H−1}] (z clamped to [0, S]); causal keeps j <= p in the kernel.
+      wgsl: `fn ruleWeight(p : i32, j : i32, h : i32) -> f32 {
+    let x = f32(abs(p - j));
+    return clamp((params[0] + params[h + 1] - x) / params[0], 0.0, 1.0);
+  }`,
+      params: null,
+      paramsTensor: params,
+      weight: (p, j, h) => {
+        host ??= params.dataSync() as Float32Array;
+        return Math.min(1, Math.max(0, (host[0] + host[h + 1] - Math.abs(p - j)) / host[0]));
+      },
+    };
+  }
+
+  private checkHeads(dims: Dims): void {
+    if (dims.heads !== this.config.heads) {
+      throw new AttentionError('q', `${this.config.heads} query heads (one span z per head)`, `${dims.heads} heads`);
+    }
+  }
+
+  /**
+   * Attention of `q [batch, heads, n, d]` over `k [batch, kvHeads, m, d]`, `v [batch, kvHeads, m, dv]`.
+   *
+   * @returns `[batch, heads, n, dv]`
+   * @throws AttentionError on any invalid input, before dispatch.
+   */
+  apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
+    const opts = checkOptions(options);
+    const dims = validateQKV(q, k, v);
+    this.checkHeads(dims);
+    const implementation = checkImplementation(opts.implementation);
+    const kl = resolveKeyLength(opts.keyLength, dims);
+    const keyLength = kl.values ?? kl.tensor;
+    const scale = this.config.scale ?? 1 / Math.sqrt(dims.d);
+    const recording = (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
+    if (recording && implementation === 'kernel') {
+      throw new AttentionError('options.implementation', "'auto' or 'composite' while gradients are recorded (the fused kernel is forward-only)", "'kernel'");
+    }
+    const path = recording ? 'composite' : resolveImplementation(implementation);
+    if (path === 'kernel') {
+      const layout = this.bandLayout(dims.n, dims.m);
+      const ruleShape = { key: 'adaptive-span', wgsl: '', params: new Float32Array(1), weight: () => 0 };
+      const plan = planFor(dims, { causal: this.config.causal, scale, keyLength, layout, rule: ruleShape });
+      ensureKernelsRegistered('webgpu');
+      const params = tf.tidy(() => tf.concat([tf.tensor1d([this.config.ramp]), tf.clipByValue(this.z, 0, this.config.maxSpan)])) as tf.Tensor1D;
+      try {
+        return runFlash(q, k, v, dims, { causal: this.config.causal, scale, keyLength, layout, rule: this.rule(params) }, plan);
+      } finally {
+        params.dispose();
+      }
+    }
+    const band = { causal: this.config.causal, scale, keyLength, reach: this.reach() };
+    if (!recording) return bandComposite(q, k, v, dims, { ...band, weight: (x) => this.maskOf(this.z, x) });
+    // Recording gradients: the band's own backward pass, with dL/dz from the soft mask.
+    return bandCompositeWithGrad(this.z, q, k, v, dims, {
+      ...band,
+      weight: (z, x) => this.maskOf(z, x),
+      weightGrad: (z, x, dw) => this.maskGrad(z, x, dw),
+    });
+  }
+
+  /**
+   * Upper bound of the intermediate bytes of `apply`: O(n) split partials plus the band layout
+   * (fused), or O(n·(S + R)) windows and scores (composite).
+   */
+  memoryBytes(problem: Problem): number {
+    const dims = problemDims(problem);
+    const impl: Implementation = problem.implementation ?? 'auto';
+    const path = impl === 'auto' ? (kernelAvailable() ? 'kernel' : 'composite') : impl;
+    if (path === 'composite') return bandCompositeBytes(dims, this.reach(), this.config.causal) + (problem.keyLength ? dims.batch * dims.m * 12 : 0);
+    const { batch, heads, kvHeads, n, m, d, dv } = dims;
+    const layout = this.bandLayout(n, m);
+    const limits = webgpuLimits() ? activeKernelLimits() : DEFAULT_KERNEL_LIMITS;
+    const plan = planFlash(dims, limits, { layout: { blockK: layout.blockK, maxBlocksPerRow: layout.maxBlocksPerRow, nnz: layout.keyBlocks.length }, extraBindings: 3 });
+    const padCopies =
+      (plan.dPad !== d ? (batch * heads * n + batch * kvHeads * m) * plan.dPad * 4 : 0) +
+      (plan.dvPad !== dv ? batch * kvHeads * m * plan.dvPad * 4 + batch * heads * n * plan.dvPad * 4 : 0);
+    const layoutBytes = (layout.rowStart.length + Math.max(1, layout.keyBlocks.length)) * 4;
+    // Partials, padded copies, layout upload, rule parameters (and the concat's temporaries), key lengths, uniforms.
+    return plan.partialBytes + padCopies + layoutBytes + 4 * (heads + 1) * 4 + batch * 4 + 3 * DISPATCH_OVERHEAD_BYTES + 4096;
+  }
+
+  /** The L1 penalty on the spans, Σ_h |z_h| (a new scalar tensor; differentiable with respect to z). */
+  spanLoss(): tf.Scalar {
+    // With its gradient (sign z) written out, so it trains with tfjs-core's empty gradient registry too.
+    const l1 = tf.customGrad(((z: tf.Tensor, save: tf.GradSaveFunc) => {
+      save([z]);
+      return { value: tf.sum(tf.abs(z)), gradFunc: (dy: tf.Tensor, [zs]: tf.Tensor[]) => tf.mul(dy, tf.sign(zs)) };
+    }) as unknown as Parameters<typeof tf.customGrad>[0]);
+    return l1(this.z) as tf.Scalar;
+  }
+
+  /** Clamps z into [0, S] in place (call after an optimizer step, as the paper does). */
+  clampSpan(): void {
+    const z = this.z;
+    tf.tidy(() => z.assign(tf.clipByValue(z, 0, this.config.maxSpan) as tf.Tensor1D));
+  }
+
+  /** Frees the span variable. */
+  dispose(): void {
+    this.zVar?.dispose();
+    this.zVar = null;
+  }
+}
+
+/**
+ * Builds adaptive-span attention.
+ *
+ * @param config - `maxSpan` S (required), `ramp` R (32), `z` (one per head) or `heads` (z = S/2
+ * each), `causal` (false), `scale` (1/√d).
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { adaptiveSpanAttention } from 'attention-catalog/adaptive-span';
+ * const attn = adaptiveSpanAttention({ maxSpan: 256, heads: 8, causal: true });
+ * const q = tf.randomNormal([1, 8, 1024, 64]) as tf.Tensor4D;
+ * const opt = tf.train.adam(1e-2);
+ * opt.minimize(() => tf.add(tf.mean(attn.apply(q, q, q)), tf.mul(1e-3, attn.spanLoss())) as tf.Scalar, false, [attn.z]);
+ * attn.clampSpan();
+ * ```
+ */
+export function adaptiveSpanAttention(config: AdaptiveSpanConfig): AdaptiveSpanAttention {
+  if (typeof config !== 'object' || config === null) throw new AttentionError('config', 'an object', show(config));
+  checkConfigKeys('adaptive-span', config, ['maxSpan', 'ramp', 'z', 'heads', 'causal', 'scale']);
+  const maxSpan = checkInt('config.maxSpan', config.maxSpan, 1);
+  const ramp = config.ramp === undefined ? 32 : checkInt('config.ramp', config.ramp, 1);
+  const causal = config.causal === undefined ? false : checkBool('config.causal', config.causal);
+  const scale = checkScale(config.scale);
+  let zInit: number[] | tf.Tensor1D;
+  let heads: number;
+  if (config.z !== undefined) {
+    const z = config.z;
+    if (z instanceof tf.Tensor) {
+      // Copied into the variable without reading it (webgpu cannot read synchronously).
+      if (z.isDisposed) throw new AttentionError('config.z', 'a live tensor', 'a disposed tensor');
+      if (z.rank !== 1 || z.shape[0] === 0 || z.dtype !== 'float32') throw new AttentionError('config.z', 'a float32 tensor of shape [heads]', show(z));
+      zInit = z as tf.Tensor1D;
+      heads = z.shape[0];
+    } else if (Array.isArray(z) && z.length > 0) {
+      z.forEach((x, h) => {
+        if (typeof x !== 'number' || !Number.isFinite(x)) throw new AttentionError(`config.z[${h}]`, 'a finite number', show(x));
+      });
+      zInit = z.slice();
+      heads = z.length;
+    } else {
+      throw new AttentionError('config.z', 'one span per query head (number[] or tf.Tensor1D)', show(z));
+    }
+    if (config.heads !== undefined && checkInt('config.heads', config.heads, 1) !== heads) {
+      throw new AttentionError('config.heads', `z's length ${heads}`, show(config.heads));
+    }
+  } else {
+    if (config.heads === undefined) {
+      throw new AttentionError('config.z', 'one initial span per query head, or config.heads (then every z_h starts at maxSpan / 2)', 'neither');
+    }
+    heads = checkInt('config.heads', config.heads, 1);
+    zInit = new Array(heads).fill(maxSpan / 2);
+  }
+  const cfg: ResolvedAdaptiveSpanConfig = { maxSpan, ramp, heads, causal };
+  if (scale !== undefined) cfg.scale = scale;
+  // Through one op, so that z lives on the active backend's device from the start.
+  const init = tf.tidy(() => tf.add(Array.isArray(zInit) ? tf.tensor1d(zInit, 'float32') : zInit, 0)) as tf.Tensor1D;
+  const z = tf.variable(init, true) as tf.Variable<tf.Rank.R1>;
+  init.dispose(); // the variable holds its own reference to the data
+  return new AdaptiveSpanAttention(Object.freeze(cfg), z);
+}
