@@ -2,9 +2,10 @@
  * Memory complexity as a property: for random cases at lengths n and 4n, the measured
  * intermediate bytes (see src/core/measure.ts) stay under `memoryBytes()`, `memoryBytes()` is
  * no looser than a small constant factor of the measurement, and the growth from n to 4n
- * matches the path's declared class (≈4× linear, ≈16× quadratic).
+ * matches the path's declared class (≈4× linear, ≈8× n^1.5, ≈16× quadratic).
  */
 import fc from 'fast-check';
+import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { catalog } from '../src/index.js';
 import { measureIntermediateBytes } from '../src/core/measure.js';
@@ -19,12 +20,22 @@ const backends = await setupBackends();
 /** memoryBytes may exceed the measurement by at most this factor (plus SLACK for tiny sizes). */
 const LOOSENESS = 4;
 const SLACK = 8192;
-const GROWTH: Record<GrowthClass, [number, number]> = { linear: [3, 4.5], quadratic: [10, 17] };
+const GROWTH: Record<GrowthClass, [number, number]> = { linear: [3, 4.5], 'n^1.5': [5.5, 9.5], quadratic: [10, 17] };
 
 async function measure(attn: Attention<unknown>, c: Case, implementation: 'kernel' | 'composite') {
   const x = makeInputs(c);
   try {
     await x.q.data(); // inputs settled on the device before measuring
+    if (tf.getBackend() === 'webgpu') {
+      // One warm-up call: webgpu uploads into a fresh buffer directly but into a pooled one
+      // through a staging copy, so the first call at a size can read up to ~12% lower than
+      // the steady state. Measure the steady state at both n and 4n.
+      await withGpuErrorScope(async () => {
+        const warm = attn.apply(x.q, x.k, x.v, { implementation });
+        await warm.data();
+        warm.dispose();
+      });
+    }
     const m = await withGpuErrorScope(async () => {
       const r = await measureIntermediateBytes(() => attn.apply(x.q, x.k, x.v, { implementation }));
       await r.result.data();
@@ -48,8 +59,8 @@ describe.each(backends)('backend %s', (backend) => {
     const paths: ('kernel' | 'composite')[] = backend === 'webgpu' && spec.fused ? ['kernel', 'composite'] : ['composite'];
     for (const path of paths) {
       const growth = spec.growth[path];
-      // Linear paths are measured at lengths where their working set dominates; quadratic ones small.
-      const bases = growth === 'linear' ? [1024, 2048] : [128, 256];
+      // Sub-quadratic paths are measured at lengths where their working set dominates; quadratic ones small.
+      const bases = growth === 'quadratic' ? [128, 256] : [1024, 2048];
       it(`${entry.id} (${path}): measured <= memoryBytes <= ${LOOSENESS}x measured, growth n -> 4n is ${growth}`, async () => {
         await fc.assert(
           fc.asyncProperty(fc.constantFrom(...bases), fc.integer({ min: 1, max: 1e6 }), async (n, seed) => {

@@ -1,9 +1,37 @@
 import { denseSpec } from './dense.js';
 import { multiQuerySpec } from './multi-query.js';
+import { axialSpec } from './axial.js';
+import { bigBirdSpec } from './big-bird.js';
+import { blockwiseSpec } from './blockwise.js';
+import { compressedSpec } from './compressed.js';
+import { dilatedSpec } from './dilated.js';
+import { etcSpec } from './etc.js';
+import { localSpec } from './local.js';
+import { longformerSpec } from './longformer.js';
+import { sparseTransformerSpec } from './sparse-transformer.js';
+import { stridedSpec } from './strided.js';
+import { adaptiveSpanSpec } from './adaptive-span.js';
+import { linearSpec } from './linear.js';
+import { linformerSpec } from './linformer.js';
+import { performerSpec } from './performer.js';
 import type { VariantSpec } from './types.js';
 
 /** Specs by catalog id. Every catalog entry needs one. */
 export const specs: Record<string, VariantSpec> = {
   dense: denseSpec,
   'multi-query': multiQuerySpec,
+  local: localSpec,
+  blockwise: blockwiseSpec,
+  strided: stridedSpec,
+  dilated: dilatedSpec,
+  compressed: compressedSpec,
+  'sparse-transformer': sparseTransformerSpec,
+  axial: axialSpec,
+  'big-bird': bigBirdSpec,
+  longformer: longformerSpec,
+  etc: etcSpec,
+  linformer: linformerSpec,
+  linear: linearSpec,
+  performer: performerSpec,
+  'adaptive-span': adaptiveSpanSpec,
 };

@@ -16,8 +16,12 @@ export interface Case {
   seed: number;
 }
 
-/** Memory growth class of a path, as the exponent of n when n and m grow together. */
-export type GrowthClass = 'linear' | 'quadratic';
+/**
+ * Memory growth class of a path, as the exponent of n when n and m grow together (with the
+ * spec's memoryCase scaling its config with n where the class depends on it, e.g. a stride
+ * t ≈ sqrt(n) for O(n·(t + m/t)) = O(n^1.5)).
+ */
+export type GrowthClass = 'linear' | 'n^1.5' | 'quadratic';
 
 /**
  * How the conformance suite exercises one catalog entry. Every catalog entry must have one
@@ -31,8 +35,15 @@ export interface VariantSpec {
   cases: fc.Arbitrary<Case>;
   /** DESIGN.md's definition in float64, written independently of the library. */
   reference(q: Host4, k: Host4, v: Host4, c: Case): Host4;
+  /**
+   * Pattern variants: DESIGN.md's allowed(p, j, h) for the case's config, before causal and
+   * keyLength, written independently of the library (patterns.test.ts checks `pattern()` with it).
+   */
+  allowed?(p: number, j: number, h: number, c: Case): boolean;
   /** Whether the case's variant is causal (then the no-look-ahead property runs). */
   causal(c: Case): boolean;
+  /** True for variants that have no causal form at all (e.g. linformer): the no-look-ahead property is skipped. */
+  nonCausal?: boolean;
   /** Whether outputs are softmax averages of v (then the weights-are-a-distribution property runs). */
   exact: boolean;
   /** Memory growth class per path, for the n → 4n property. */
