@@ -3,17 +3,22 @@
  * kv head count, and the float64 reference its error is measured against (its own allowed set
  * for exact variants, full dense attention for approximations). Every catalog entry needs one.
  */
+import * as tf from '@tensorflow/tfjs-core';
 import type { Attention } from '../src/core/types.js';
+import { sampledError } from './common.js';
+import { logElu1, sampledKernelizedError, spanWeight } from './kernelized.js';
 
 export interface TourEntry {
-  /** Config for the sample problem of length n. */
-  config(n: number): Record<string, unknown>;
+  /** Config for the sample problem of length n with `heads` query heads. */
+  config(n: number, heads: number): Record<string, unknown>;
   /** kv heads for `heads` query heads. */
   kvHeads?(heads: number): number;
   /** Reference weight: 1 allowed, 0 not (soft weights for adaptive span). Default: `pattern()` rows or all keys. */
   weight?(attn: Attention<unknown>, n: number, m: number): (h: number, i: number, j: number) => number;
   /** 'exact': error vs its own definition; 'approx': error vs full dense. */
   kind: 'exact' | 'approx';
+  /** Custom error against the entry's own definition, for exact variants that `weight` cannot express (e.g. compressed keys). */
+  error?(attn: Attention<unknown>, x: { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D }, out: tf.Tensor4D, scale: number): Promise<number>;
 }
 
 const causalWeight = (causal: boolean, n: number, m: number) => (_h: number, i: number, j: number) =>
@@ -22,11 +27,83 @@ const causalWeight = (causal: boolean, n: number, m: number) => (_h: number, i: 
 export const tourEntries: Record<string, TourEntry> = {
   dense: { config: () => ({ causal: true }), weight: (_a, n, m) => causalWeight(true, n, m), kind: 'exact' },
   'multi-query': { config: () => ({ causal: true }), kvHeads: () => 1, weight: (_a, n, m) => causalWeight(true, n, m), kind: 'exact' },
+  local: { config: () => ({ window: 128, causal: true }), weight: patternWeight, kind: 'exact' },
+  blockwise: { config: () => ({ block: 128, lookback: 1, causal: true }), weight: patternWeight, kind: 'exact' },
+  strided: { config: (n) => ({ stride: sqrtPow2(n), causal: true }), weight: patternWeight, kind: 'exact' },
+  dilated: { config: () => ({ window: 64, dilation: 2, causal: true }), weight: patternWeight, kind: 'exact' },
+  compressed: { config: () => ({ stride: 8 }), kind: 'exact', error: compressedError },
+  'sparse-transformer': { config: (n) => ({ stride: sqrtPow2(n), pattern: 'fixed', summary: 8, causal: true }), weight: patternWeight, kind: 'exact' },
+  axial: { config: (n) => ({ shape: grid(n) }), weight: patternWeight, kind: 'exact' },
+  'big-bird': { config: () => ({ block: 64 }), weight: patternWeight, kind: 'exact' },
+  longformer: { config: () => ({ window: 128, global: [0, 1, 2, 3, 4, 5, 6, 7] }), weight: patternWeight, kind: 'exact' },
+  etc: { config: () => ({ globalTokens: 16, radius: 128 }), weight: patternWeight, kind: 'exact' },
+  linformer: { config: (n) => ({ k: 256, maxLength: n }), kind: 'approx' },
+  linear: {
+    config: () => ({ causal: true }),
+    kind: 'exact',
+    error: (_a, x, out) => sampledKernelizedError(out, x.q, x.k, x.v, logElu1, true),
+  },
+  performer: { config: () => ({ features: 256 }), kind: 'approx' },
+  'adaptive-span': {
+    config: (_n, heads) => ({ maxSpan: 256, ramp: 32, heads, causal: true }),
+    kind: 'exact',
+    // Every z_h starts at S/2 (the default).
+    weight: (attn, n, m) => {
+      const c = attn.config as { maxSpan: number; ramp: number; heads: number; causal: boolean };
+      return spanWeight(c.maxSpan, c.ramp, new Array(c.heads).fill(c.maxSpan / 2), c.causal, n, m);
+    },
+  },
 };
 
-/** Reference weight from a variant's `pattern()` (rows of allowed keys), for pattern variants. */
+/**
+ * Reference weight from a variant's `pattern()` (rows of allowed keys), for pattern variants:
+ * per query head (variants with per-head parameters take the head as a third argument), with
+ * the config's `causal` on top.
+ */
 export function patternWeight(attn: Attention<unknown>, n: number, m: number) {
-  const p = attn.pattern!(n, m);
-  const sets = p.rows.map((r) => new Set(r));
-  return (_h: number, i: number, j: number) => (sets[i].has(j) ? 1 : 0);
+  const pattern = attn.pattern as (n: number, m: number, head?: number) => { rows: number[][] };
+  const causal = !!(attn.config as { causal?: boolean }).causal;
+  // Only per-head parameters (a dilation per head) make the pattern differ between heads.
+  const perHeadParams = Array.isArray((attn.config as { dilation?: unknown }).dilation);
+  const perHead = new Map<number, Set<number>[]>();
+  const sets = (h: number) => {
+    let s = perHead.get(h);
+    if (!s) perHead.set(h, (s = pattern.call(attn, n, m, h).rows.map((r) => new Set(r))));
+    return s;
+  };
+  return (h: number, i: number, j: number) => (causal && j > i + (m - n) ? 0 : sets(perHeadParams ? h : 0)[i].has(j) ? 1 : 0);
+}
+
+/** About sqrt(n), a power of two (strides of the sqrt-factorized patterns). */
+export const sqrtPow2 = (n: number) => 2 ** Math.round(Math.log2(n) / 2);
+
+/** A near-square grid [rows, cols] with rows·cols = n. */
+export function grid(n: number): [number, number] {
+  let rows = Math.floor(Math.sqrt(n));
+  while (n % rows !== 0) rows--;
+  return [rows, n / rows];
+}
+
+/**
+ * `compressed` (mode 'mean', non-causal) against its definition: keys and values averaged over
+ * blocks of `stride` positions (computed here with plain tfjs ops), then softmax attention over them.
+ */
+async function compressedError(attn: Attention<unknown>, x: { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D }, out: tf.Tensor4D, scale: number) {
+  const t = (attn.config as { stride: number }).stride;
+  const mean = (a: tf.Tensor4D) =>
+    tf.tidy(() => {
+      const [b, h, m, d] = a.shape;
+      const padded = m % t === 0 ? a : tf.pad(a, [[0, 0], [0, 0], [0, t - (m % t)], [0, 0]]);
+      const sums = tf.sum(tf.reshape(padded, [b, h, Math.ceil(m / t), t, d]), 3);
+      const counts = tf.tensor(Array.from({ length: Math.ceil(m / t) }, (_, c) => Math.min(t, m - c * t)), [1, 1, Math.ceil(m / t), 1]);
+      return tf.div(sums, counts) as tf.Tensor4D;
+    });
+  const kc = mean(x.k);
+  const vc = mean(x.v);
+  try {
+    return await sampledError(out, x.q, kc, vc, scale, () => 1);
+  } finally {
+    kc.dispose();
+    vc.dispose();
+  }
 }

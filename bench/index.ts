@@ -4,10 +4,14 @@
  * measured in the same run.
  *
  * Options: --runs 3  --ns 512,1024,2048,4096,8192,16384  --max-cpu-n 4096  --backends webgpu,wasm,cpu
+ *          --suites dense,patterns  --pattern-ns 256,512,1024,2048,4096,8192,16384  --only local,strided,…
+ *          --kernelized-ns 1024,2048,4096,8192,16384 (suite kernelized: linear, performer, linformer, adaptive-span)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { args } from './common.js';
 import { benchDense, denseTable } from './dense.js';
+import { benchPatterns, patternsTable } from './patterns.js';
+import { benchKernelized, kernelizedTable } from './kernelized.js';
 
 const a = args();
 const runs = Number(a.runs ?? 3);
@@ -15,9 +19,41 @@ const ns = (a.ns ?? '512,1024,2048,4096,8192,16384').split(',').map(Number);
 const maxCpuN = Number(a['max-cpu-n'] ?? 4096);
 const backends = (a.backends ?? 'webgpu,wasm,cpu').split(',');
 
-const dense = await benchDense({ ns, runs, maxCpuN, backends });
-const md = `## Fused vs composite dense attention (batch 1, 1 head, d = 64, median of ${runs})\n\n${denseTable(dense)}\n`;
+const suites = (a.suites ?? 'dense,patterns,kernelized').split(',');
 mkdirSync('bench/results', { recursive: true });
-writeFileSync('bench/results/dense.md', md);
-writeFileSync('bench/results/dense.json', JSON.stringify({ date: new Date().toISOString(), runs, rows: dense }, null, 2));
-console.log(`\n${md}\nwritten: bench/results/dense.md, bench/results/dense.json`);
+
+if (suites.includes('dense')) {
+  const dense = await benchDense({ ns, runs, maxCpuN, backends });
+  const md = `## Fused vs composite dense attention (batch 1, 1 head, d = 64, median of ${runs})\n\n${denseTable(dense)}\n`;
+  writeFileSync('bench/results/dense.md', md);
+  writeFileSync('bench/results/dense.json', JSON.stringify({ date: new Date().toISOString(), runs, rows: dense }, null, 2));
+  console.log(`\n${md}\nwritten: bench/results/dense.md, bench/results/dense.json`);
+}
+
+if (suites.includes('patterns')) {
+  const patternNs = (a['pattern-ns'] ?? '256,512,1024,2048,4096,8192,16384').split(',').map(Number);
+  const only = a.only ? a.only.split(',') : null;
+  const rows = await benchPatterns({ ns: patternNs, runs, maxCpuN, backends, only });
+  const md =
+    `## Pattern variants vs dense attention (batch 1, 1 head, d = 64, non-causal, median of ${runs})\n\n` +
+    'Dense is the fused kernel on webgpu and the composite elsewhere, measured in the same run at the same n.\n\n' +
+    `${patternsTable(rows)}\n`;
+  writeFileSync('bench/results/patterns.md', md);
+  writeFileSync('bench/results/patterns.json', JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
+  console.log(`\n${md}\nwritten: bench/results/patterns.md, bench/results/patterns.json`);
+}
+
+if (suites.includes('kernelized')) {
+  const kNs = (a['kernelized-ns'] ?? '1024,2048,4096,8192,16384').split(',').map(Number);
+  const only = a.only ? a.only.split(',') : null;
+  const rows = await benchKernelized({ ns: kNs, runs, maxCpuN, backends: backends.filter((b) => b !== 'wasm'), only });
+  const md =
+    `## Kernelized, low-rank and adaptive-span attention (batch 1, 1 head, d = dv = 64, median of ${runs})\n\n` +
+    'Errors are max |difference| over 16 sampled query rows against float64 references: exact dense softmax attention with the ' +
+    "same causality, and the entry's own definition (its random features, projections and spans). Dense is the fused kernel " +
+    '(webgpu) or the composite (cpu), measured in the same run at the same n and causality.\n\n' +
+    `${kernelizedTable(rows)}\n`;
+  writeFileSync('bench/results/kernelized.md', md);
+  writeFileSync('bench/results/kernelized.json', JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
+  console.log(`\n${md}\nwritten: bench/results/kernelized.md, bench/results/kernelized.json`);
+}

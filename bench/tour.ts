@@ -36,7 +36,7 @@ for (const entry of entries) {
   if (!tour) throw new Error(`bench/entries.ts has no tour entry for '${entry.id}'`);
   process.stdout.write(`[${i}/${entries.length}] ${entry.id} … `);
   const factory = await entry.load();
-  const attn = factory(tour.config(n) as never);
+  const attn = factory(tour.config(n, heads) as never);
   const kvHeads = tour.kvHeads?.(heads) ?? heads;
   const x = makeQKV({ batch: 1, heads, kvHeads, n, m: n, d, dv: d });
   const path = entry.fused && kernelAvailable() ? 'kernel' : 'composite';
@@ -48,7 +48,7 @@ for (const entry of entries) {
     const out = run();
     const weight = tour.kind === 'exact' && tour.weight ? tour.weight(attn, n, n) : () => 1;
     const scale = (attn.config as { scale?: number }).scale ?? 1 / Math.sqrt(d);
-    const err = await sampledError(out, x.q, x.k, x.v, scale, weight);
+    const err = tour.error ? await tour.error(attn, x, out, scale) : await sampledError(out, x.q, x.k, x.v, scale, weight);
     out.dispose();
     row = [entry.id, entry.family, backend, path, ms.toFixed(1), mib(bytes), err.toExponential(2), tour.kind === 'exact' ? 'own definition' : 'dense'];
     console.log(`${ms.toFixed(1)} ms`);

@@ -1,0 +1,129 @@
+/**
+ * The pattern variants against fused dense attention, n from 1024 to 16384 (batch 1, 1 head,
+ * d = 64, non-causal): median time, intermediate bytes and the speed-up over dense at the same
+ * n on the same backend (the fused kernel on webgpu, the composites elsewhere), and the n from
+ * which each pattern is faster than dense.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { backendReport, initBackend } from '../src/core/backend.js';
+import { kernelAvailable } from '../src/core/dispatch.js';
+import { catalogEntry } from '../src/index.js';
+import type { Attention } from '../src/core/types.js';
+import { denseAttention } from '../src/variants/baseline/dense.js';
+import { applier, intermediateBytes, makeQKV, medianMs, mib } from './common.js';
+import { grid, sqrtPow2 } from './entries.js';
+
+/** The benchmarked config of each pattern variant at length n (non-causal, as dense). */
+export const PATTERN_CONFIGS: Record<string, (n: number) => Record<string, unknown>> = {
+  local: () => ({ window: 128 }),
+  blockwise: () => ({ block: 128, lookback: 1 }),
+  strided: (n) => ({ stride: sqrtPow2(n) }),
+  dilated: () => ({ window: 64, dilation: 2 }),
+  compressed: () => ({ stride: 8 }),
+  'sparse-transformer': (n) => ({ stride: sqrtPow2(n) }),
+  axial: (n) => ({ shape: grid(n) }),
+  'big-bird': () => ({ block: 64 }),
+  longformer: () => ({ window: 128, global: [0, 1, 2, 3, 4, 5, 6, 7] }),
+  etc: () => ({ globalTokens: 16, radius: 128 }),
+};
+
+export interface PatternRow {
+  backend: string;
+  id: string;
+  config: string;
+  n: number;
+  path: 'kernel' | 'composite';
+  ms: number | null;
+  bytes: number | null;
+  denseMs: number | null;
+  note: string;
+}
+
+export async function benchPatterns(
+  opts: { ns: number[]; runs: number; maxCpuN: number; backends: string[]; only?: string[] | null },
+  log = console.log,
+): Promise<PatternRow[]> {
+  const rows: PatternRow[] = [];
+  const available: string[] = [];
+  for (const b of opts.backends) {
+    try {
+      await initBackend(b as never);
+      available.push(b);
+      log(`backend ${b}: ${backendReport()!.detail}`);
+    } catch (e) {
+      log(`backend ${b}: not present (${(e as Error).message})`);
+    }
+  }
+  const ids = Object.keys(PATTERN_CONFIGS).filter((id) => !opts.only || opts.only.includes(id));
+  const dense = denseAttention();
+  for (const backend of available) {
+    await tf.setBackend(backend);
+    const path = kernelAvailable() ? 'kernel' : 'composite';
+    for (const n of opts.ns) {
+      if (path === 'composite' && n > opts.maxCpuN) {
+        log(`  ${backend} n=${n}: skipped (n > --max-cpu-n ${opts.maxCpuN}; dense composite is n² there)`);
+        continue;
+      }
+      const x = makeQKV({ batch: 1, heads: 1, kvHeads: 1, n, m: n, d: 64, dv: 64 });
+      let denseMs: number | null = null;
+      try {
+        denseMs = await medianMs(applier(dense, x, 'auto'), opts.runs);
+      } catch (e) {
+        log(`  ${backend} n=${n}: dense failed (${(e as Error).message})`);
+      }
+      log(`  ${backend} n=${n}: dense ${denseMs === null ? '—' : denseMs.toFixed(1)} ms (${path})`);
+      for (const id of ids) {
+        const config = PATTERN_CONFIGS[id](n);
+        const factory = await catalogEntry(id)!.load();
+        const attn = factory(config as never) as Attention<unknown>;
+        const row: PatternRow = { backend, id, config: JSON.stringify(config), n, path, ms: null, bytes: null, denseMs, note: '' };
+        try {
+          row.ms = await medianMs(applier(attn, x, 'auto'), opts.runs);
+          row.bytes = await intermediateBytes(applier(attn, x, 'auto'));
+        } catch (e) {
+          row.note = `failed: ${(e as Error).message}`;
+        }
+        attn.dispose();
+        rows.push(row);
+        log(`    ${id}: ${row.ms === null ? row.note : `${row.ms.toFixed(1)} ms, ${mib(row.bytes!)}, ${speedup(row)}`}`);
+      }
+      x.dispose();
+    }
+  }
+  return rows;
+}
+
+const speedup = (r: PatternRow) => (r.ms !== null && r.denseMs !== null ? `${(r.denseMs / r.ms).toFixed(2)}×` : '—');
+
+/** The smallest n from which a pattern stays faster than dense (null: never in the range). */
+export function overtakes(rows: PatternRow[], backend: string, id: string): number | null {
+  const mine = rows.filter((r) => r.backend === backend && r.id === id && r.ms !== null && r.denseMs !== null).sort((a, b) => a.n - b.n);
+  let from: number | null = null;
+  for (const r of mine) {
+    if (r.ms! < r.denseMs!) from ??= r.n;
+    else from = null;
+  }
+  return from;
+}
+
+export function patternsTable(rows: PatternRow[]): string {
+  const f = (v: number | null) => (v === null ? '—' : v.toFixed(1));
+  const lines = [
+    '| backend | pattern | n | path | median ms | dense ms | speed-up over dense | intermediate | note |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.backend} | ${r.id} | ${r.n} | ${r.path} | ${f(r.ms)} | ${f(r.denseMs)} | ${speedup(r)} | ${r.bytes === null ? '—' : mib(r.bytes)} | ${r.note} |`),
+  ];
+  const summary = ['', '| backend | pattern | faster than dense from | config there (strides and grids scale with n) |', '|---|---|---|---|'];
+  const seen = new Set<string>();
+  for (const r of rows) {
+    const key = `${r.backend}|${r.id}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const at = overtakes(rows, r.backend, r.id);
+    const mine = rows.filter((x) => x.backend === r.backend && x.id === r.id);
+    const ns = mine.map((x) => x.n);
+    const where = mine.find((x) => x.n === at) ?? mine[mine.length - 1];
+    summary.push(`| ${r.backend} | ${r.id} | ${at === null ? `not in n = ${Math.min(...ns)}…${Math.max(...ns)}` : `n = ${at}`} | ${where.config} |`);
+  }
+  return [...lines, ...summary].join('\n');
+}
