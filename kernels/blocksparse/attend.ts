@@ -12,8 +12,9 @@ import { resolveImplementation } from '../../src/core/dispatch.js';
 import { AttentionError } from '../../src/core/errors.js';
 import type { Dims, Implementation } from '../../src/core/types.js';
 import type { BlockLayout, ElementRule } from '../flash/layout.js';
-import { activeKernelLimits, planFor, runFlash } from '../flash/kernel.js';
-import { DISPATCH_OVERHEAD_BYTES, planFlash, type KernelLimits } from '../flash/plan.js';
+import { planFor, runFlash } from '../flash/kernel.js';
+import { DISPATCH_OVERHEAD_BYTES, planFlash } from '../flash/plan.js';
+import { padCopyBytes, planningLimits } from '../limits.js';
 import { ensureKernelsRegistered } from '../registry.js';
 import { blockSparseComposite, blockSparseCompositeBytes, freesOnDispose } from './composite.js';
 import type { GatherPart } from './parts.js';
@@ -40,13 +41,6 @@ export interface BlockSparseOptions {
   scale: number;
   keyLength: number[] | tf.Tensor1D | null;
 }
-
-/** Limits used for `memoryBytes` when no webgpu device is active (the WebGPU spec's defaults). */
-const DEFAULT_LIMITS: KernelLimits = {
-  maxStorageBufferBindingSize: 128 * 1024 * 1024,
-  maxBufferSize: 256 * 1024 * 1024,
-  maxComputeWorkgroupsPerDimension: 65535,
-};
 
 /**
  * Resolves the path and checks it against the device's limits (planning the kernel, or sizing
@@ -115,15 +109,13 @@ export function attendBlockSparseBytes(dims: Dims, path: 'kernel' | 'composite',
     return freesOnDispose() ? b.peak : b.bytes;
   }
   const { layout, rule } = spec.kernel();
-  const limits = webgpuLimits() ? activeKernelLimits() : DEFAULT_LIMITS;
+  const limits = planningLimits();
   const plan = planFlash(dims, limits, {
     layout: layout ? { blockK: layout.blockK, maxBlocksPerRow: layout.maxBlocksPerRow, nnz: layout.keyBlocks.length } : undefined,
     extraBindings: (layout ? 2 : 0) + (rule?.params ? 1 : 0),
   });
-  const { batch, heads, kvHeads, n, m, d, dv } = dims;
-  const padCopies =
-    (plan.dPad !== d ? (batch * heads * n + batch * kvHeads * m) * plan.dPad * 4 : 0) +
-    (plan.dvPad !== dv ? batch * kvHeads * m * plan.dvPad * 4 + batch * heads * n * plan.dvPad * 4 : 0);
+  const { batch } = dims;
+  const padCopies = padCopyBytes(dims, plan.dPad, plan.dvPad);
   const uploads = 2 * 4 * (batch + (layout ? layout.rowStart.length + Math.max(1, layout.keyBlocks.length) : 0) + (rule?.params ? Math.max(1, rule.params.length) : 0));
   return plan.partialBytes + padCopies + uploads + 3 * DISPATCH_OVERHEAD_BYTES;
 }

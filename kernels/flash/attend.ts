@@ -13,7 +13,8 @@ import { webgpuLimits } from '../../src/core/backend.js';
 import { ensureKernelsRegistered } from '../registry.js';
 import { denseComposite, denseCompositeBytes } from './composite.js';
 import { activeKernelLimits, runFlash } from './kernel.js';
-import { DISPATCH_OVERHEAD_BYTES, planFlash, type KernelLimits } from './plan.js';
+import { DISPATCH_OVERHEAD_BYTES, planFlash } from './plan.js';
+import { padCopyBytes, planningLimits } from '../limits.js';
 
 /** Options of {@link attendDense}. */
 export interface AttendOptions {
@@ -60,13 +61,6 @@ export function attendDense(
   return denseComposite(q, k, v, dims, opts);
 }
 
-/** Limits used for `memoryBytes` when no webgpu device is active (the WebGPU spec's defaults). */
-const DEFAULT_LIMITS: KernelLimits = {
-  maxStorageBufferBindingSize: 128 * 1024 * 1024,
-  maxBufferSize: 256 * 1024 * 1024,
-  maxComputeWorkgroupsPerDimension: 65535,
-};
-
 /**
  * Upper bound of the intermediate bytes of {@link attendDense} on `path`.
  * Kernel: the split partials (O(n), see `planFlash`), the head-dim padding copies and
@@ -74,11 +68,9 @@ const DEFAULT_LIMITS: KernelLimits = {
  */
 export function attendDenseBytes(dims: Dims, path: 'kernel' | 'composite', masked: boolean): number {
   if (path === 'composite') return denseCompositeBytes(dims, masked);
-  const limits = webgpuLimits() ? activeKernelLimits() : DEFAULT_LIMITS;
+  const limits = planningLimits();
   const plan = planFlash(dims, limits);
-  const { batch, heads, kvHeads, n, m, d, dv } = dims;
-  const padCopies =
-    (plan.dPad !== d ? (batch * heads * n + batch * kvHeads * m) * plan.dPad * 4 : 0) +
-    (plan.dvPad !== dv ? batch * kvHeads * m * plan.dvPad * 4 + batch * heads * n * plan.dvPad * 4 : 0);
+  const { batch } = dims;
+  const padCopies = padCopyBytes(dims, plan.dPad, plan.dvPad);
   return plan.partialBytes + padCopies + batch * 4 + 2 * DISPATCH_OVERHEAD_BYTES;
 }

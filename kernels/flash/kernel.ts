@@ -10,7 +10,8 @@ import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensor
 import type { Dims } from '../../src/core/types.js';
 import { FlashAttentionProgram, MergeProgram, type FlashVariant } from './flash_program.js';
 import type { BlockLayout, ElementRule } from './layout.js';
-import { planFlash, type FlashPlan, type KernelLimits } from './plan.js';
+import { activeKernelLimits } from '../limits.js';
+import { planFlash, type FlashPlan } from './plan.js';
 import type { WebGPUBackend } from './webgpu_types.js';
 
 /** Name in tfjs's kernel registry. */
@@ -66,18 +67,6 @@ export const flashKernelConfig: KernelConfig = {
   backendName: 'webgpu',
   kernelFunc: flashKernelFunc as unknown as KernelFunc,
 };
-
-/** The active webgpu device's limits in the plan's terms. */
-export function activeKernelLimits(): KernelLimits {
-  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
-  const l = device.limits;
-  return {
-    maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-    maxBufferSize: l.maxBufferSize,
-    maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
-    maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
-  };
-}
 
 /** Options of {@link runFlash}. */
 export interface FlashOptions {
@@ -141,4 +130,4 @@ export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: D
   });
 }
 
-export { planFlash };
+export { planFlash, activeKernelLimits };

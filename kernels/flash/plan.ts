@@ -7,6 +7,7 @@
  */
 import { AttentionError } from '../../src/core/errors.js';
 import type { Dims } from '../../src/core/types.js';
+import { checkBinding, checkBindingCount, checkIOLimits, maxBindingBytes, type KernelLimits } from '../limits.js';
 
 /**
  * Mesa llvmpipe stops a shader invocation's loops after 65,535 iterations in total, silently.
@@ -22,14 +23,7 @@ export const BASE_SPLITS = 4;
 /** Query rows per workgroup. */
 export const ROWS_PER_WORKGROUP = 64;
 
-/** The device limits the plan needs (read from the device, never hard-coded). */
-export interface KernelLimits {
-  maxStorageBufferBindingSize: number;
-  maxBufferSize: number;
-  maxComputeWorkgroupsPerDimension: number;
-  /** Storage bindings one shader may use (output included). Default 8 (WebGPU's minimum). */
-  maxStorageBuffersPerShaderStage?: number;
-}
+export type { KernelLimits };
 
 /** The layout facts the plan needs (block-sparse mode). */
 export interface LayoutShape {
@@ -65,8 +59,6 @@ export interface FlashPlan {
 /** Bytes of uniforms and other small per-dispatch buffers the backend allocates (an upper bound). */
 export const DISPATCH_OVERHEAD_BYTES = 1024;
 
-const pad4 = (x: number) => Math.ceil(x / 4) * 4;
-
 /**
  * Plans the fused kernel for `dims` (dense mode), or for a block-sparse `layout`.
  *
@@ -79,31 +71,15 @@ const pad4 = (x: number) => Math.ceil(x / 4) * 4;
  */
 export function planFlash(dims: Dims, limits: KernelLimits, opts: PlanOptions = {}): FlashPlan {
   const layout = opts.layout;
-  const { batch, heads, kvHeads, n, m } = dims;
-  const dPad = pad4(dims.d);
-  const dvPad = pad4(dims.dv);
-  const maxBind = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-  const check = (name: string, bytes: number) => {
-    if (bytes > maxBind) {
-      throw new AttentionError(name, `at most ${maxBind} bytes (the device's storage binding limit)`, `${bytes} bytes`, 'Split the batch or the heads across calls.');
-    }
-  };
-  check('q', batch * heads * n * dPad * 4);
-  check('k', batch * kvHeads * m * dPad * 4);
-  check('v', batch * kvHeads * m * dvPad * 4);
-  check('output', batch * heads * n * dvPad * 4);
+  const { batch, heads, n, m } = dims;
+  const { dPad, dvPad } = checkIOLimits(dims, limits);
+  const maxBind = maxBindingBytes(limits);
+  const check = (name: string, bytes: number) => checkBinding(limits, name, bytes);
   const maxGroups = limits.maxComputeWorkgroupsPerDimension;
-  if (batch * heads > maxGroups) {
-    throw new AttentionError('q', `batch·heads <= ${maxGroups} (the device's workgroups per dimension)`, `${batch}·${heads} = ${batch * heads}`);
-  }
   if (Math.ceil(n / ROWS_PER_WORKGROUP) > maxGroups) {
     throw new AttentionError('q', `n <= ${maxGroups * ROWS_PER_WORKGROUP}`, `n = ${n}`);
   }
-  const bindings = 5 + (opts.extraBindings ?? 0);
-  const maxBindings = limits.maxStorageBuffersPerShaderStage ?? 8;
-  if (bindings > maxBindings) {
-    throw new AttentionError('implementation', `at most ${maxBindings} storage bindings (the device's limit)`, `${bindings}`, "Use implementation 'composite'.");
-  }
+  checkBindingCount(limits, 5 + (opts.extraBindings ?? 0));
   if (layout) check('layout', layout.nnz * 4);
   // Trip count of one invocation for `units` loop units: keys (dense) or blocks of blockK keys plus the block loop.
   const units = layout ? layout.maxBlocksPerRow : m;

@@ -10,7 +10,7 @@ import { resolveImplementation } from '../../src/core/dispatch.js';
 import { AttentionError } from '../../src/core/errors.js';
 import type { Dims, Implementation } from '../../src/core/types.js';
 import { activeKernelLimits } from '../flash/kernel.js';
-import type { KernelLimits } from '../flash/plan.js';
+import { planningLimits } from '../limits.js';
 import { ensureKernelsRegistered } from '../registry.js';
 import { COMPOSITE_CHUNK, linearComposite } from './composite.js';
 import { featureOps, isExpKind, isProjectedKind, type FeatureKind } from './feature_maps.js';
@@ -32,13 +32,6 @@ function featureCount(dims: Dims, opts: { kind: FeatureKind; features?: number; 
   if (!isProjectedKind(opts.kind)) return dims.d;
   return opts.omega ? opts.omega.shape[1] : opts.features!;
 }
-
-/** Limits used for `memoryBytes` when no webgpu device is active (the WebGPU spec's defaults). */
-const DEFAULT_LIMITS: KernelLimits = {
-  maxStorageBufferBindingSize: 128 * 1024 * 1024,
-  maxBufferSize: 256 * 1024 * 1024,
-  maxComputeWorkgroupsPerDimension: 65535,
-};
 
 /** Largest tensor of the composite (features of all queries or keys), checked against the binding limit on webgpu. */
 function checkCompositeFits(dims: Dims, features: number): void {
@@ -121,6 +114,6 @@ export function linearCompositeBytes(dims: Dims, kind: FeatureKind, features: nu
 /** Upper bound of {@link attendLinear}'s intermediate bytes on `path`. */
 export function attendLinearBytes(dims: Dims, kind: FeatureKind, features: number, causal: boolean, path: 'kernel' | 'composite', keyLength: boolean): number {
   if (path === 'composite') return linearCompositeBytes(dims, kind, features, causal, keyLength);
-  const limits = webgpuLimits() ? activeKernelLimits() : DEFAULT_LIMITS;
+  const limits = planningLimits();
   return linearKernelBytes(dims, planLinear(dims, kind, features, causal, limits), keyLength);
 }

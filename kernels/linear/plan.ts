@@ -17,7 +17,8 @@
  */
 import { AttentionError } from '../../src/core/errors.js';
 import type { Dims } from '../../src/core/types.js';
-import { LOOP_BUDGET, type KernelLimits } from '../flash/plan.js';
+import { LOOP_BUDGET } from '../flash/plan.js';
+import { checkBinding, checkBindingCount, checkIOLimits, maxBindingBytes, pad4, padCopyBytes, type KernelLimits } from '../limits.js';
 import { isExpKind, isProjectedKind, type FeatureKind } from './feature_maps.js';
 
 /** Invocations per workgroup along x in every pass. */
@@ -30,8 +31,6 @@ export const MIN_KEYS_PER_SPLIT = 256;
 export const BASE_SPLITS = 16;
 /** Bytes of uniforms and other small per-dispatch buffers (an upper bound, per pass). */
 export const LINEAR_DISPATCH_OVERHEAD = 1024;
-
-const pad4 = (x: number) => Math.ceil(x / 4) * 4;
 
 /** A planned dispatch of the linear-attention kernel. */
 export interface LinearPlan {
@@ -63,28 +62,16 @@ export interface LinearPlan {
  * workgroup limit, a shader its storage-buffer limit, or an invocation the loop budget.
  */
 export function planLinear(dims: Dims, kind: FeatureKind, features: number, causal: boolean, limits: KernelLimits): LinearPlan {
-  const { batch, heads, kvHeads, n, m } = dims;
-  const dPad = pad4(dims.d);
-  const dvPad = pad4(dims.dv);
+  const { batch, kvHeads, n, m } = dims;
+  const { dPad, dvPad } = checkIOLimits(dims, limits);
   const fPad = pad4(features);
   const f4 = fPad / 4;
   const exp = isExpKind(kind);
   const projected = isProjectedKind(kind);
   const passes = exp ? 2 : 1;
-  const maxBind = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-  const check = (name: string, bytes: number) => {
-    if (bytes > maxBind) {
-      throw new AttentionError(name, `at most ${maxBind} bytes (the device's storage binding limit)`, `${bytes} bytes`, 'Split the batch or the heads across calls.');
-    }
-  };
-  check('q', batch * heads * n * dPad * 4);
-  check('k', batch * kvHeads * m * dPad * 4);
-  check('v', batch * kvHeads * m * dvPad * 4);
-  check('output', batch * heads * n * dvPad * 4);
+  const maxBind = maxBindingBytes(limits);
+  const check = (name: string, bytes: number) => checkBinding(limits, name, bytes);
   const maxGroups = limits.maxComputeWorkgroupsPerDimension;
-  if (batch * heads > maxGroups) {
-    throw new AttentionError('q', `batch·heads <= ${maxGroups} (the device's workgroups per dimension)`, `${batch}·${heads} = ${batch * heads}`);
-  }
   for (const [name, len] of [['q', n], ['k', m]] as const) {
     if (Math.ceil(len / LINEAR_WORKGROUP) > maxGroups) {
       throw new AttentionError(name, `length <= ${maxGroups * LINEAR_WORKGROUP}`, `${len}`);
@@ -92,10 +79,7 @@ export function planLinear(dims: Dims, kind: FeatureKind, features: number, caus
   }
   // Storage bindings of the widest pass (queries, causal): q, keys, v, keyLength, state, omega, output.
   const bindings = 1 + (causal ? 5 : 2) + (projected ? 1 : 0);
-  const maxBindings = limits.maxStorageBuffersPerShaderStage ?? 8;
-  if (bindings > maxBindings) {
-    throw new AttentionError('implementation', `at most ${maxBindings} storage bindings (the device's limit)`, `${bindings}`, "Use implementation 'composite'.");
-  }
+  checkBindingCount(limits, bindings);
   const queryBase = f4 + fPad;
   let chunk: number;
   if (causal) {
@@ -165,11 +149,9 @@ export function planLinear(dims: Dims, kind: FeatureKind, features: number, caus
  * upload, and per-pass uniforms.
  */
 export function linearKernelBytes(dims: Dims, plan: LinearPlan, keyLength: boolean): number {
-  const { batch, heads, kvHeads, n, m, d, dv } = dims;
+  const { batch } = dims;
   const { dPad, dvPad, fPad } = plan;
-  const padCopies =
-    (dPad !== d ? (batch * heads * n + batch * kvHeads * m) * dPad * 4 : 0) +
-    (dvPad !== dv ? batch * kvHeads * m * dvPad * 4 + batch * heads * n * dvPad * 4 : 0);
+  const padCopies = padCopyBytes(dims, dPad, dvPad);
   const omega = isProjectedKind(plan.kind) ? 2 * fPad * dPad * 4 + plan.features * dims.d * 4 : 0;
   return plan.featureBytes + plan.sumBytes + plan.stateBytes + padCopies + omega + (keyLength ? 0 : batch * 4) + 4 * LINEAR_DISPATCH_OVERHEAD;
 }

@@ -39,6 +39,8 @@ export interface BackendReport {
 let report: BackendReport | null = null;
 // Keep Dawn's GPU object alive for the life of the process (its devices hang off it).
 let dawnGpu: unknown = null;
+/** @internal Dawn's GPU instance in Node (kept referenced so it is never collected). */
+export const dawnInstance = () => dawnGpu;
 
 /** The report of the last successful {@link initBackend}, or null before one. */
 export function backendReport(): BackendReport | null {

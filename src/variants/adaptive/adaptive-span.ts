@@ -31,14 +31,14 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { webgpuLimits } from '../../core/backend.js';
 import { kernelAvailable, resolveImplementation } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
 import { checkBool, checkConfigKeys, checkImplementation, checkInt, checkOptions, checkScale, resolveKeyLength, validateQKV } from '../../core/validate.js';
 import { bandComposite, bandCompositeBytes, bandCompositeWithGrad } from '../../../kernels/band/composite.js';
-import { DISPATCH_OVERHEAD_BYTES, planFlash, type KernelLimits } from '../../../kernels/flash/plan.js';
-import { activeKernelLimits, planFor, runFlash } from '../../../kernels/flash/kernel.js';
+import { DISPATCH_OVERHEAD_BYTES, planFlash } from '../../../kernels/flash/plan.js';
+import { padCopyBytes, planningLimits } from '../../../kernels/limits.js';
+import { planFor, runFlash } from '../../../kernels/flash/kernel.js';
 import { buildLayout, type BlockLayout, type ElementRule } from '../../../kernels/flash/layout.js';
 import { ensureKernelsRegistered } from '../../../kernels/registry.js';
 import { problemDims } from '../baseline/dense.js';
@@ -67,9 +67,6 @@ export interface ResolvedAdaptiveSpanConfig {
   causal: boolean;
   scale?: number;
 }
-
-/** Limits used for `memoryBytes` when no webgpu device is active (the WebGPU spec's defaults). */
-const DEFAULT_KERNEL_LIMITS: KernelLimits = { maxStorageBufferBindingSize: 128 << 20, maxBufferSize: 256 << 20, maxComputeWorkgroupsPerDimension: 65535 };
 
 /** Query rows per block and keys per block of the fused path's band layout. */
 const BLOCK_Q = 64;
@@ -228,13 +225,11 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
     const impl: Implementation = problem.implementation ?? 'auto';
     const path = impl === 'auto' ? (kernelAvailable() ? 'kernel' : 'composite') : impl;
     if (path === 'composite') return bandCompositeBytes(dims, this.reach(), this.config.causal) + (problem.keyLength ? dims.batch * dims.m * 12 : 0);
-    const { batch, heads, kvHeads, n, m, d, dv } = dims;
+    const { batch, heads, n, m } = dims;
     const layout = this.bandLayout(n, m);
-    const limits = webgpuLimits() ? activeKernelLimits() : DEFAULT_KERNEL_LIMITS;
+    const limits = planningLimits();
     const plan = planFlash(dims, limits, { layout: { blockK: layout.blockK, maxBlocksPerRow: layout.maxBlocksPerRow, nnz: layout.keyBlocks.length }, extraBindings: 3 });
-    const padCopies =
-      (plan.dPad !== d ? (batch * heads * n + batch * kvHeads * m) * plan.dPad * 4 : 0) +
-      (plan.dvPad !== dv ? batch * kvHeads * m * plan.dvPad * 4 + batch * heads * n * plan.dvPad * 4 : 0);
+    const padCopies = padCopyBytes(dims, plan.dPad, plan.dvPad);
     const layoutBytes = (layout.rowStart.length + Math.max(1, layout.keyBlocks.length)) * 4;
     // Partials, padded copies, layout upload, rule parameters (and the concat's temporaries), key lengths, uniforms.
     return plan.partialBytes + padCopies + layoutBytes + 4 * (heads + 1) * 4 + batch * 4 + 3 * DISPATCH_OVERHEAD_BYTES + 4096;

@@ -1,0 +1,95 @@
+/**
+ * Device-limit checks every fused kernel makes before dispatch (read from the device, never
+ * hard-coded): binding sizes of the inputs and output, workgroups per dimension, and storage
+ * bindings per shader stage. Each failure is an `AttentionError` naming what to change.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { AttentionError } from '../src/core/errors.js';
+import type { Dims } from '../src/core/types.js';
+
+/** The device limits the kernels' plans need. */
+export interface KernelLimits {
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+  maxComputeWorkgroupsPerDimension: number;
+  /** Storage bindings one shader may use (output included). Default 8 (WebGPU's minimum). */
+  maxStorageBuffersPerShaderStage?: number;
+}
+
+/** Rounds a head dim up to a multiple of 4 (vec4 loads). */
+export const pad4 = (x: number) => Math.ceil(x / 4) * 4;
+
+/** The largest buffer one binding may hold. */
+export function maxBindingBytes(limits: KernelLimits): number {
+  return Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+}
+
+/** Throws when `bytes` exceed one binding. */
+export function checkBinding(limits: KernelLimits, name: string, bytes: number): void {
+  const max = maxBindingBytes(limits);
+  if (bytes > max) {
+    throw new AttentionError(name, `at most ${max} bytes (the device's storage binding limit)`, `${bytes} bytes`, 'Split the batch or the heads across calls.');
+  }
+}
+
+/**
+ * The checks shared by every kernel: q, k, v and the output (head dims padded to 4) each fit a
+ * binding, and `batch·heads` fits one dispatch dimension.
+ */
+export function checkIOLimits(dims: Dims, limits: KernelLimits): { dPad: number; dvPad: number } {
+  const { batch, heads, kvHeads, n, m } = dims;
+  const dPad = pad4(dims.d);
+  const dvPad = pad4(dims.dv);
+  checkBinding(limits, 'q', batch * heads * n * dPad * 4);
+  checkBinding(limits, 'k', batch * kvHeads * m * dPad * 4);
+  checkBinding(limits, 'v', batch * kvHeads * m * dvPad * 4);
+  checkBinding(limits, 'output', batch * heads * n * dvPad * 4);
+  const maxGroups = limits.maxComputeWorkgroupsPerDimension;
+  if (batch * heads > maxGroups) {
+    throw new AttentionError('q', `batch·heads <= ${maxGroups} (the device's workgroups per dimension)`, `${batch}·${heads} = ${batch * heads}`);
+  }
+  return { dPad, dvPad };
+}
+
+/** Throws when a shader needs more storage bindings than the device allows. */
+export function checkBindingCount(limits: KernelLimits, bindings: number): void {
+  const max = limits.maxStorageBuffersPerShaderStage ?? 8;
+  if (bindings > max) {
+    throw new AttentionError('implementation', `at most ${max} storage bindings (the device's limit)`, `${bindings}`, "Use implementation 'composite'.");
+  }
+}
+
+/** The active webgpu device's limits (call only with webgpu active). */
+export function activeKernelLimits(): KernelLimits {
+  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+  const l = device.limits;
+  return {
+    maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+    maxBufferSize: l.maxBufferSize,
+    maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+    maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+  };
+}
+
+/** The WebGPU spec's default limits: what `memoryBytes` plans with when no webgpu device is active. */
+export const SPEC_DEFAULT_LIMITS: KernelLimits = {
+  maxStorageBufferBindingSize: 128 * 1024 * 1024,
+  maxBufferSize: 256 * 1024 * 1024,
+  maxComputeWorkgroupsPerDimension: 65535,
+};
+
+/** Limits to plan with: the active webgpu device's, else the spec's defaults. */
+export function planningLimits(): KernelLimits {
+  return tf.getBackend() === 'webgpu' ? activeKernelLimits() : SPEC_DEFAULT_LIMITS;
+}
+
+/** Bytes of the zero-padded copies a kernel makes when d or dv is not a multiple of 4. */
+export function padCopyBytes(dims: Dims, dPad: number, dvPad: number): number {
+  const { batch, heads, kvHeads, n, m, d, dv } = dims;
+  return (
+    (dPad !== d ? (batch * heads * n + batch * kvHeads * m) * dPad * 4 : 0) +
+    (dvPad !== dv ? batch * kvHeads * m * dvPad * 4 + batch * heads * n * dvPad * 4 : 0)
+  );
+}
