@@ -6,7 +6,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Attention } from '../src/core/types.js';
 import { sampledError } from './common.js';
-import { logElu1, sampledKernelizedError, spanWeight } from './kernelized.js';
+import { logElu1 } from '../test/specs/kernelized-reference.js';
+import { sampledKernelizedError, spanWeight } from './kernelized.js';
 
 export interface TourEntry {
   /** Config for the sample problem of length n with `heads` query heads. */

@@ -14,29 +14,8 @@ import { kernelAvailable } from '../src/core/dispatch.js';
 import type { Attention } from '../src/core/types.js';
 import { denseAttention } from '../src/variants/baseline/dense.js';
 import { applier, intermediateBytes, makeQKV, medianMs, mib, sampledError } from './common.js';
-
-/** log φ(x) of one row (length d), −Infinity where φ = 0. */
-export type LogFeatures = (x: Float64Array) => Float64Array;
-
-export const logElu1: LogFeatures = (x) => x.map((t) => (t > 0 ? Math.log(t + 1) : t));
-export const logRelu: LogFeatures = (x) => x.map((t) => (t > 0 ? Math.log(t) : -Infinity));
-
-/** FAVOR+ log-features with omega `[d][M]` and x' = x·xscale (DESIGN.md `performer`). */
-export function logFavor(omega: number[][], kernel: 'softmax' | 'relu', xscale: number): LogFeatures {
-  const d = omega.length;
-  const M = omega[0].length;
-  return (x) => {
-    const out = new Float64Array(M);
-    let norm = 0;
-    for (let t = 0; t < d; t++) norm += (x[t] * xscale) ** 2;
-    for (let f = 0; f < M; f++) {
-      let dot = 0;
-      for (let t = 0; t < d; t++) dot += x[t] * xscale * omega[t][f];
-      out[f] = kernel === 'softmax' ? dot - norm / 2 : dot > 0 ? Math.log(dot) : -Infinity;
-    }
-    return out;
-  };
-}
+// The float64 feature maps are the conformance suite's (one reference for tests and bench).
+import { logElu1, logFavor, type LogFeatureMap as LogFeatures } from '../test/specs/kernelized-reference.js';
 
 /**
  * Max |output − float64 kernelized attention| over `rows` sampled query rows of every (batch,
