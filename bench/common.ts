@@ -3,6 +3,7 @@
  * bytes, and a float64 error estimate on sampled query rows.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { backendReport, initBackend, type BackendName } from '../src/core/backend.js';
 import { measureIntermediateBytes } from '../src/core/measure.js';
 import type { Attention, Implementation } from '../src/core/types.js';
 
@@ -121,4 +122,19 @@ export function args(): Record<string, string> {
     out[m[1]] = m[2] ?? (a[i + 1] && !a[i + 1].startsWith('--') ? a[++i] : 'true');
   }
   return out;
+}
+
+/** Starts each named backend that this machine has, logging what each is (or why it is absent); returns those started. */
+export async function startBackends(names: string[], log: (line: string) => void): Promise<string[]> {
+  const available: string[] = [];
+  for (const b of names) {
+    try {
+      await initBackend(b as BackendName);
+      available.push(b);
+      log(`backend ${b}: ${backendReport()!.detail}`);
+    } catch (e) {
+      log(`backend ${b}: not present (${(e as Error).message})`);
+    }
+  }
+  return available;
 }

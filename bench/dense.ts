@@ -4,10 +4,10 @@
  * matrix over the device's binding limit, or past --max-cpu-n on cpu/wasm) say so.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { backendReport, initBackend, webgpuLimits } from '../src/core/backend.js';
+import { webgpuLimits } from '../src/core/backend.js';
 import { AttentionError } from '../src/core/errors.js';
 import { denseAttention } from '../src/variants/baseline/dense.js';
-import { applier, intermediateBytes, makeQKV, medianMs, mib } from './common.js';
+import { applier, intermediateBytes, makeQKV, medianMs, mib, startBackends } from './common.js';
 
 export interface DenseRow {
   backend: string;
@@ -21,16 +21,7 @@ export interface DenseRow {
 
 export async function benchDense(opts: { ns: number[]; runs: number; maxCpuN: number; backends: string[] }, log = console.log) {
   const rows: DenseRow[] = [];
-  const available: string[] = [];
-  for (const b of opts.backends) {
-    try {
-      await initBackend(b as never);
-      available.push(b);
-      log(`backend ${b}: ${backendReport()!.detail}`);
-    } catch (e) {
-      log(`backend ${b}: not present (${(e as Error).message})`);
-    }
-  }
+  const available = await startBackends(opts.backends, log);
   const attn = denseAttention({ causal: false });
   for (const backend of available) {
     await tf.setBackend(backend);

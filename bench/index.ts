@@ -6,6 +6,7 @@
  * Options: --runs 3  --ns 512,1024,2048,4096,8192,16384  --max-cpu-n 4096  --backends webgpu,wasm,cpu
  *          --suites dense,patterns  --pattern-ns 256,512,1024,2048,4096,8192,16384  --only local,strided,…
  *          --kernelized-ns 1024,2048,4096,8192,16384 (suite kernelized: linear, performer, linformer, adaptive-span)
+ *          --out bench/results (where the tables go)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { args } from './common.js';
@@ -20,14 +21,15 @@ const maxCpuN = Number(a['max-cpu-n'] ?? 4096);
 const backends = (a.backends ?? 'webgpu,wasm,cpu').split(',');
 
 const suites = (a.suites ?? 'dense,patterns,kernelized').split(',');
-mkdirSync('bench/results', { recursive: true });
+const out = a.out ?? 'bench/results';
+mkdirSync(out, { recursive: true });
 
 if (suites.includes('dense')) {
   const dense = await benchDense({ ns, runs, maxCpuN, backends });
   const md = `## Fused vs composite dense attention (batch 1, 1 head, d = 64, median of ${runs})\n\n${denseTable(dense)}\n`;
-  writeFileSync('bench/results/dense.md', md);
-  writeFileSync('bench/results/dense.json', JSON.stringify({ date: new Date().toISOString(), runs, rows: dense }, null, 2));
-  console.log(`\n${md}\nwritten: bench/results/dense.md, bench/results/dense.json`);
+  writeFileSync(`${out}/dense.md`, md);
+  writeFileSync(`${out}/dense.json`, JSON.stringify({ date: new Date().toISOString(), runs, rows: dense }, null, 2));
+  console.log(`\n${md}\nwritten: ${out}/dense.md, ${out}/dense.json`);
 }
 
 if (suites.includes('patterns')) {
@@ -38,9 +40,9 @@ if (suites.includes('patterns')) {
     `## Pattern variants vs dense attention (batch 1, 1 head, d = 64, non-causal, median of ${runs})\n\n` +
     'Dense is the fused kernel on webgpu and the composite elsewhere, measured in the same run at the same n.\n\n' +
     `${patternsTable(rows)}\n`;
-  writeFileSync('bench/results/patterns.md', md);
-  writeFileSync('bench/results/patterns.json', JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
-  console.log(`\n${md}\nwritten: bench/results/patterns.md, bench/results/patterns.json`);
+  writeFileSync(`${out}/patterns.md`, md);
+  writeFileSync(`${out}/patterns.json`, JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
+  console.log(`\n${md}\nwritten: ${out}/patterns.md, ${out}/patterns.json`);
 }
 
 if (suites.includes('kernelized')) {
@@ -53,7 +55,7 @@ if (suites.includes('kernelized')) {
     "same causality, and the entry's own definition (its random features, projections and spans). Dense is the fused kernel " +
     '(webgpu) or the composite (cpu), measured in the same run at the same n and causality.\n\n' +
     `${kernelizedTable(rows)}\n`;
-  writeFileSync('bench/results/kernelized.md', md);
-  writeFileSync('bench/results/kernelized.json', JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
-  console.log(`\n${md}\nwritten: bench/results/kernelized.md, bench/results/kernelized.json`);
+  writeFileSync(`${out}/kernelized.md`, md);
+  writeFileSync(`${out}/kernelized.json`, JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
+  console.log(`\n${md}\nwritten: ${out}/kernelized.md, ${out}/kernelized.json`);
 }

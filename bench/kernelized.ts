@@ -9,11 +9,10 @@
  * Also exports the float64 sampled-row references of kernelized attention used by the tour.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { backendReport, initBackend } from '../src/core/backend.js';
 import { kernelAvailable } from '../src/core/dispatch.js';
 import type { Attention } from '../src/core/types.js';
 import { denseAttention } from '../src/variants/baseline/dense.js';
-import { applier, intermediateBytes, makeQKV, medianMs, mib, sampledError } from './common.js';
+import { applier, intermediateBytes, makeQKV, medianMs, mib, sampledError, startBackends } from './common.js';
 // The float64 feature maps are the conformance suite's (one reference for tests and bench).
 import { logElu1, logFavor, type LogFeatureMap as LogFeatures } from '../test/specs/kernelized-reference.js';
 
@@ -177,16 +176,7 @@ export async function benchKernelized(
   log = console.log,
 ): Promise<KernelizedRow[]> {
   const rows: KernelizedRow[] = [];
-  const available: string[] = [];
-  for (const b of opts.backends) {
-    try {
-      await initBackend(b as never);
-      available.push(b);
-      log(`backend ${b}: ${backendReport()!.detail}`);
-    } catch (e) {
-      log(`backend ${b}: not present (${(e as Error).message})`);
-    }
-  }
+  const available = await startBackends(opts.backends, log);
   const entries = KERNELIZED_ENTRIES.filter((e) => !opts.only || opts.only.includes(e.id));
   for (const backend of available) {
     await tf.setBackend(backend);

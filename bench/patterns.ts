@@ -5,12 +5,11 @@
  * which each pattern is faster than dense.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { backendReport, initBackend } from '../src/core/backend.js';
 import { kernelAvailable } from '../src/core/dispatch.js';
 import { catalogEntry } from '../src/index.js';
 import type { Attention } from '../src/core/types.js';
 import { denseAttention } from '../src/variants/baseline/dense.js';
-import { applier, intermediateBytes, makeQKV, medianMs, mib } from './common.js';
+import { applier, intermediateBytes, makeQKV, medianMs, mib, startBackends } from './common.js';
 import { grid, sqrtPow2 } from './entries.js';
 
 /** The benchmarked config of each pattern variant at length n (non-causal, as dense). */
@@ -44,16 +43,7 @@ export async function benchPatterns(
   log = console.log,
 ): Promise<PatternRow[]> {
   const rows: PatternRow[] = [];
-  const available: string[] = [];
-  for (const b of opts.backends) {
-    try {
-      await initBackend(b as never);
-      available.push(b);
-      log(`backend ${b}: ${backendReport()!.detail}`);
-    } catch (e) {
-      log(`backend ${b}: not present (${(e as Error).message})`);
-    }
-  }
+  const available = await startBackends(opts.backends, log);
   const ids = Object.keys(PATTERN_CONFIGS).filter((id) => !opts.only || opts.only.includes(id));
   const dense = denseAttention();
   for (const backend of available) {
