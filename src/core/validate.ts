@@ -69,6 +69,25 @@ export function resolveKeyLength(keyLength: ApplyOptions['keyLength'], dims: Dim
   return { values: keyLength.slice(), tensor: null };
 }
 
+/** A validated `apply` call: dimensions, implementation and key lengths (numbers, tensor, or null). */
+export interface CheckedCall {
+  dims: Dims;
+  implementation: Implementation;
+  keyLength: number[] | Tensor1D | null;
+}
+
+/**
+ * The checks every `apply` starts with: options (known keys only), q/k/v shapes and dtypes,
+ * `implementation` and `keyLength`. Variant-specific checks follow it, still before dispatch.
+ */
+export function validateCall(q: unknown, k: unknown, v: unknown, options: unknown): CheckedCall {
+  const opts = checkOptions(options);
+  const dims = validateQKV(q, k, v);
+  const implementation = checkImplementation(opts.implementation);
+  const kl = resolveKeyLength(opts.keyLength, dims);
+  return { dims, implementation, keyLength: kl.values ?? kl.tensor };
+}
+
 /** Validates `options.implementation`. */
 export function checkImplementation(impl: unknown): Implementation {
   if (impl === undefined) return 'auto';

@@ -16,7 +16,7 @@ import { buildPart, type GatherPart, type PartDef } from '../../kernels/blockspa
 import { kernelAvailable } from '../core/dispatch.js';
 import { AttentionError, show } from '../core/errors.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Family, Implementation, Pattern, Problem } from '../core/types.js';
-import { checkBool, checkConfigKeys, checkImplementation, checkInt, checkOptions, checkScale, resolveKeyLength, validateQKV } from '../core/validate.js';
+import { checkBool, checkConfigKeys, checkInt, checkScale, validateCall } from '../core/validate.js';
 import { problemDims } from './baseline/dense.js';
 
 /** Config fields every pattern variant has. */
@@ -161,18 +161,15 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
    * @throws AttentionError on any invalid input, before anything is dispatched.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
-    const opts = checkOptions(options);
-    const dims = validateQKV(q, k, v);
+    const { dims, implementation, keyLength } = validateCall(q, k, v, options);
     this.checkDims(dims);
-    const implementation = checkImplementation(opts.implementation);
-    const keyLength = resolveKeyLength(opts.keyLength, dims);
     const spec = this.spec(dims.n, dims.m, dims.heads);
     return attendBlockSparse(
       q,
       k,
       v,
       dims,
-      { causal: this.config.causal, scale: this.scaleFor(dims.d), keyLength: keyLength.values ?? keyLength.tensor },
+      { causal: this.config.causal, scale: this.scaleFor(dims.d), keyLength },
       spec,
       implementation,
     );

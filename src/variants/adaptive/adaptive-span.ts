@@ -34,7 +34,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { kernelAvailable, resolveImplementation } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
-import { checkBool, checkConfigKeys, checkImplementation, checkInt, checkOptions, checkScale, resolveKeyLength, validateQKV } from '../../core/validate.js';
+import { checkBool, checkConfigKeys, checkInt, checkScale, validateCall } from '../../core/validate.js';
 import { bandComposite, bandCompositeBytes, bandCompositeWithGrad } from '../../../kernels/band/composite.js';
 import { DISPATCH_OVERHEAD_BYTES, planFlash } from '../../../kernels/flash/plan.js';
 import { padCopyBytes, planningLimits } from '../../../kernels/limits.js';
@@ -182,12 +182,8 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
    * @throws AttentionError on any invalid input, before dispatch.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
-    const opts = checkOptions(options);
-    const dims = validateQKV(q, k, v);
+    const { dims, implementation, keyLength } = validateCall(q, k, v, options);
     this.checkHeads(dims);
-    const implementation = checkImplementation(opts.implementation);
-    const kl = resolveKeyLength(opts.keyLength, dims);
-    const keyLength = kl.values ?? kl.tensor;
     const scale = this.config.scale ?? 1 / Math.sqrt(dims.d);
     const recording = (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
     if (recording && implementation === 'kernel') {

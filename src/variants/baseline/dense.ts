@@ -21,10 +21,9 @@ import {
   checkBool,
   checkConfigKeys,
   checkImplementation,
-  checkOptions,
   checkScale,
   checkTensor4D,
-  resolveKeyLength,
+  validateCall,
   validateQKV,
 } from '../../core/validate.js';
 import { attendDense, attendDenseBytes } from '../../../kernels/flash/attend.js';
@@ -87,17 +86,14 @@ export class DenseAttention<C extends DenseConfig = DenseConfig> implements Atte
    * @throws AttentionError on any invalid input, before dispatch.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
-    const opts = checkOptions(options);
-    const dims = validateQKV(q, k, v);
+    const { dims, implementation, keyLength } = validateCall(q, k, v, options);
     this.checkHeads(dims);
-    const implementation = checkImplementation(opts.implementation);
-    const keyLength = resolveKeyLength(opts.keyLength, dims);
     return attendDense(
       q,
       k,
       v,
       dims,
-      { causal: this.config.causal, scale: this.scaleFor(dims.d), keyLength: keyLength.values ?? keyLength.tensor },
+      { causal: this.config.causal, scale: this.scaleFor(dims.d), keyLength },
       implementation,
     );
   }

@@ -34,7 +34,7 @@ import { kernelAvailable } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
-import { checkImplementation, checkInt, checkOptions, resolveKeyLength, validateQKV } from '../../core/validate.js';
+import { checkInt, validateCall } from '../../core/validate.js';
 import { problemDims } from '../baseline/dense.js';
 import { checkPatternConfig, i32, type PatternBaseConfig } from '../pattern.js';
 
@@ -225,16 +225,12 @@ export class CompressedAttention implements Attention<Resolved> {
    * @throws AttentionError on any invalid input, before anything is dispatched.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
-    const opts = checkOptions(options);
-    const dims = validateQKV(q, k, v);
-    const implementation = checkImplementation(opts.implementation);
-    const keyLength = resolveKeyLength(opts.keyLength, dims);
+    const { dims, implementation, keyLength: given } = validateCall(q, k, v, options);
     if (this.config.mode === 'conv') this.kernelsFor(dims.d, dims.dv);
     const C = Math.ceil(dims.m / this.config.stride);
     const inner: Dims = { ...dims, m: C };
     const spec = this.spec(dims.n, dims.m, dims.heads);
     const scale = this.config.scale ?? 1 / Math.sqrt(dims.d);
-    const given = keyLength.values ?? keyLength.tensor;
     // Everything is checked and planned before the reduction dispatches anything.
     const attend = prepareBlockSparse(inner, { causal: false, scale, keyLength: given ? new Array(dims.batch).fill(C) : null }, spec, implementation);
     const ex = new Exec(true);

@@ -28,7 +28,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { kernelAvailable } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Family, Implementation, Problem } from '../../core/types.js';
-import { checkBool, checkConfigKeys, checkImplementation, checkOptions, checkTensor4D, resolveKeyLength, validateQKV } from '../../core/validate.js';
+import { checkBool, checkConfigKeys, checkTensor4D, validateCall, validateQKV } from '../../core/validate.js';
 import { attendLinear, attendLinearBytes } from '../../../kernels/linear/attend.js';
 import { causalChunks, disposeState, emptyState, type LinearState } from '../../../kernels/linear/composite.js';
 import { featureOps, isExpKind, type FeatureKind } from '../../../kernels/linear/feature_maps.js';
@@ -102,10 +102,7 @@ export abstract class KernelizedAttention<C extends { causal?: boolean }> implem
    * @throws AttentionError on any invalid input, before dispatch.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
-    const opts = checkOptions(options);
-    const dims = validateQKV(q, k, v);
-    const implementation = checkImplementation(opts.implementation);
-    const keyLength = resolveKeyLength(opts.keyLength, dims);
+    const { dims, implementation, keyLength } = validateCall(q, k, v, options);
     this.featureShape(dims.d); // validates config against d before anything is created
     const f = this.setup(dims.d);
     try {
@@ -114,7 +111,7 @@ export abstract class KernelizedAttention<C extends { causal?: boolean }> implem
         k,
         v,
         dims,
-        { kind: f.kind, causal: this.config.causal, omega: f.omega, xscale: f.xscale, keyLength: keyLength.values ?? keyLength.tensor },
+        { kind: f.kind, causal: this.config.causal, omega: f.omega, xscale: f.xscale, keyLength },
         implementation,
       );
     } finally {

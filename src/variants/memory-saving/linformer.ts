@@ -29,7 +29,7 @@ import { kernelAvailable, resolveImplementation } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
-import { checkBool, checkConfigKeys, checkImplementation, checkInt, checkOptions, checkScale, resolveKeyLength, validateQKV } from '../../core/validate.js';
+import { checkBool, checkConfigKeys, checkInt, checkScale, validateCall } from '../../core/validate.js';
 import { attendDense, attendDenseBytes } from '../../../kernels/flash/attend.js';
 import { activeKernelLimits } from '../../../kernels/flash/kernel.js';
 import { planFlash } from '../../../kernels/flash/plan.js';
@@ -133,10 +133,7 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
    * @throws AttentionError on any invalid input (including m > maxLength), before dispatch.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
-    const opts = checkOptions(options);
-    const dims = validateQKV(q, k, v);
-    const implementation = checkImplementation(opts.implementation);
-    const keyLength = resolveKeyLength(opts.keyLength, dims);
+    const { dims, implementation, keyLength } = validateCall(q, k, v, options);
     if (!this.e) throw new AttentionError('this', 'a live variant', 'a disposed one');
     const { maxLength, k: kp } = this.config;
     if (dims.m > maxLength) {
@@ -150,7 +147,7 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
     const f = this.f ?? e;
     const { batch, kvHeads, m } = dims;
     const [kProj, vProj] = tf.tidy(() => {
-      const kvalid = keyValidity(dims, keyLength.values ?? keyLength.tensor);
+      const kvalid = keyValidity(dims, keyLength);
       const cols = (p: tf.Tensor2D) => (m === maxLength ? p : tf.slice(p, [0, 0], [kp, m]));
       // P[:, :m]·X for every (batch, kv head) as one matMul: X as [m, batch·kvHeads·dim].
       const project = (pm: tf.Tensor2D, x: tf.Tensor4D, dim: number) => {
