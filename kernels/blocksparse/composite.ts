@@ -4,8 +4,8 @@
  *
  * For each part (see `parts.ts`): gather the part's query rows and, per group, its keys and
  * values into `[batch, heads, groups, keys, d]`; score `s·q·kᵀ` per group; add the part's
- * precomputed bias (0 allowed, −1e30 not: the rule, causal and padding) and, with `keyLength`,
- * −1e30 for keys past each batch element's length; softmax; multiply by the gathered values;
+ * precomputed bias (0 allowed, NEG = −1e9 not: the rule, causal and padding) and, with `keyLength`,
+ * NEG for keys past each batch element's length; softmax; multiply by the gathered values;
  * scatter rows back. Several parts are merged with their log-sum-exp (one softmax over the
  * union). Memory is O(rows · keys per group), never an n×m matrix.
  *
@@ -238,7 +238,7 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, kl: Val | null, dims: Dims, 
   ex.free(s3);
   const e = ex.op([B, KHp, NG, Gp, G, V], () => tf.exp(sh.t!));
   ex.free(sh);
-  // A row whose keys are all disallowed has max ≈ −1e30: zero its sum and accumulator.
+  // A row whose keys are all disallowed has max ≈ NEG: zero its sum and accumulator.
   const valid = ex.op([B, KHp, NG, Gp, G, 1], () => tf.cast(tf.greater(mx.t!, NEG / 10), 'float32'), 2);
   const l0 = ex.op([B, KHp, NG, Gp, G, 1], () => tf.sum(e.t!, -1, true));
   const l = ex.op([B, KHp, NG, Gp, G, 1], () => tf.mul(l0.t!, valid.t!));

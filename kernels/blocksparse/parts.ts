@@ -14,8 +14,13 @@
  * @module
  */
 
-/** The additive score bias of a pair that is not allowed (exp underflows to exactly 0). */
-export const NEG = -1e30;
+/**
+ * The additive score bias of a pair that is not allowed (exp underflows to exactly 0). It must
+ * stay above −1e20: tfjs-backend-webgl's max reduction starts from −1e20, so a row whose every
+ * entry is below that reads back as −1e20 and would pass the "has an allowed key" test
+ * (`max > NEG / 10`). Scores themselves are many orders of magnitude smaller than 1e8.
+ */
+export const NEG = -1e9;
 
 /** What a variant declares for one part; {@link buildPart} turns it into a {@link GatherPart}. */
 export interface PartDef {
