@@ -1,0 +1,92 @@
+/**
+ * In a real browser: headless Chromium (Debian's package) with WebGPU and WebGL2 through
+ * SwiftShader. The library is bundled with esbuild and served from 127.0.0.1 (a secure
+ * context, which navigator.gpu needs). Without Chromium the suite fails when
+ * REQUIRE_BROWSER=1 (CI sets it) and is reported as not run otherwise.
+ */
+import { build } from 'esbuild';
+import { existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { resolve } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const present = existsSync(CHROMIUM);
+if (!present && process.env.REQUIRE_BROWSER === '1') {
+  throw new Error(`REQUIRE_BROWSER=1 but no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
+}
+if (!present) console.warn(`browser suite not run: no Chromium at ${CHROMIUM}`);
+
+describe.runIf(present)('headless Chromium', () => {
+  let server: Server;
+  let browser: Browser;
+  let url = '';
+
+  beforeAll(async () => {
+    const bundle = await build({
+      entryPoints: [resolve(import.meta.dirname, 'browser/entry.ts')],
+      bundle: true,
+      format: 'esm',
+      platform: 'browser',
+      write: false,
+      logLevel: 'error',
+      // The test helpers read process.env (FC_RUNS, …); a browser has no process object.
+      banner: { js: 'globalThis.process ??= { env: {}, versions: {} };' },
+      // The Node-only branch of initBackend imports the 'webgpu' package; never reached in a browser.
+      external: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-backend-wasm'],
+    });
+    const js = bundle.outputFiles[0].text;
+    const html = '<!doctype html><meta charset="utf-8"><script type="module" src="/bundle.js"></script>';
+    server = createServer((req, res) => {
+      if (req.url === '/bundle.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(js);
+      else res.writeHead(200, { 'content-type': 'text/html' }).end(html);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    url = `http://127.0.0.1:${port}/`;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--enable-unsafe-webgpu',
+        '--use-angle=swiftshader',
+        '--enable-features=Vulkan',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    server?.close();
+  });
+
+  it('dense, local and three conformance cases of every catalog entry match the float64 references on webgpu (fused) and webgl (composite)', async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(url);
+    await page.waitForFunction(() => 'runChecks' in globalThis, null, { timeout: 60_000 }).catch((e) => {
+      throw new Error(`the bundle did not load: ${errors.join('; ') || (e as Error).message}`);
+    });
+    const r = (await page.evaluate(() => (globalThis as unknown as { runChecks: () => Promise<unknown> }).runChecks())) as Record<
+      string,
+      { error?: string; path?: string; denseErr?: number; localErr?: number; leaked?: number; detail?: string; catalog?: Record<string, number | string> }
+    >;
+    console.log(`browser: ${JSON.stringify(r)}`);
+    expect(errors).toEqual([]);
+    for (const name of ['webgpu', 'webgl']) {
+      expect(r[name].error, name).toBeUndefined();
+      expect(r[name].denseErr!, name).toBeLessThan(2e-5);
+      expect(r[name].localErr!, name).toBeLessThan(2e-5);
+      expect(r[name].leaked, name).toBe(0);
+      for (const [id, err] of Object.entries(r[name].catalog!)) expect(err, `${name} ${id}`).toBeLessThan(2e-5);
+    }
+    expect(r.webgpu.path).toBe('kernel');
+    expect(r.webgl.path).toBe('composite');
+  });
+});

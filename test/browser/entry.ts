@@ -1,0 +1,87 @@
+/**
+ * The browser check: bundled by test/browser.test.ts and run in headless Chromium. On webgpu
+ * (the fused kernels, through navigator.gpu) and on webgl (the composites) it runs dense
+ * (causal, grouped heads, keyLength) and local attention, and three conformance cases of every
+ * catalog entry, against the float64 references.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-webgl';
+import { backendReport, initBackend } from '../../src/core/backend.js';
+import { kernelAvailable } from '../../src/core/dispatch.js';
+import { denseAttention } from '../../src/variants/baseline/dense.js';
+import { localAttention } from '../../src/variants/fixed/local.js';
+import fc from 'fast-check';
+import { catalog } from '../../src/index.js';
+import { makeInputs, runCase } from '../harness.js';
+import { maxAbsDiff, referenceDense, referenceWeighted, seededTensor, toHost } from '../reference.js';
+import { specs } from '../specs/index.js';
+
+/** Every catalog entry: a few of its conformance cases against its float64 reference. */
+async function catalogErrors(): Promise<Record<string, number | string>> {
+  const out: Record<string, number | string> = {};
+  for (const entry of catalog) {
+    const spec = specs[entry.id];
+    let worst = 0;
+    try {
+      for (const c of fc.sample(spec.cases, { seed: 7, numRuns: 3 })) {
+        const attn = spec.make(c.config);
+        const x = makeInputs(c);
+        try {
+          const [qh, kh, vh] = await Promise.all([toHost(x.q), toHost(x.k), toHost(x.v)]);
+          const got = await runCase(attn, x, c);
+          worst = Math.max(worst, maxAbsDiff(got.data, spec.reference(qh, kh, vh, c).data));
+        } finally {
+          x.dispose();
+          attn.dispose();
+        }
+      }
+      out[entry.id] = worst;
+    } catch (e) {
+      out[entry.id] = `error: ${(e as Error).message}`;
+    }
+  }
+  return out;
+}
+
+async function check() {
+  const [B, H, KH, n, m, d, dv] = [2, 4, 2, 37, 50, 8, 12];
+  const keyLength = [50, 41];
+  const q = seededTensor([B, H, n, d], 1);
+  const k = seededTensor([B, KH, m, d], 2);
+  const v = seededTensor([B, KH, m, dv], 3);
+  const [qh, kh, vh] = await Promise.all([toHost(q), toHost(k), toHost(v)]);
+  const before = tf.memory().numTensors;
+  const dense = await toHost(denseAttention({ causal: true }).apply(q, k, v, { keyLength }));
+  const wantDense = referenceDense(qh, kh, vh, { causal: true, keyLength });
+  const w = 5;
+  const local = await toHost(localAttention({ window: w }).apply(q, k, v, { keyLength }));
+  const wantLocal = referenceWeighted(qh, kh, vh, 1 / Math.sqrt(d), (b, _h, i, j) =>
+    j < keyLength[b] && Math.abs(i + m - n - j) <= w ? 1 : 0,
+  );
+  const leaked = tf.memory().numTensors - before - 2;
+  [q, k, v].forEach((t) => t.dispose());
+  return {
+    path: kernelAvailable() ? 'kernel' : 'composite',
+    catalog: await catalogErrors(),
+    denseErr: maxAbsDiff(dense.data, wantDense.data),
+    localErr: maxAbsDiff(local.data, wantLocal.data),
+    leaked,
+  };
+}
+
+(globalThis as unknown as { runChecks: () => Promise<unknown> }).runChecks = async () => {
+  const out: Record<string, unknown> = {};
+  try {
+    await initBackend('webgpu');
+    out.webgpu = { detail: backendReport()?.detail, ...(await check()) };
+  } catch (e) {
+    out.webgpu = { error: String((e as Error).message ?? e) };
+  }
+  try {
+    if (!(await tf.setBackend('webgl'))) throw new Error('tf.setBackend("webgl") returned false');
+    out.webgl = { detail: 'webgl', ...(await check()) };
+  } catch (e) {
+    out.webgl = { error: String((e as Error).message ?? e) };
+  }
+  return out;
+};
