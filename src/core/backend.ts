@@ -70,8 +70,10 @@ async function findAdapter(): Promise<AdapterChoice> {
     const adapter = await nav.gpu.requestAdapter({ powerPreference: 'high-performance' });
     if (!adapter) throw new Error('navigator.gpu.requestAdapter() returned null');
     const info = adapter.info;
-    const name = [info?.vendor, info?.device || info?.description].filter(Boolean).join(' ') || 'unknown adapter';
-    return { gpu: nav.gpu, adapter, software: !!(adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter, detail: `browser adapter ${name}` };
+    const name = [info?.vendor, info?.architecture, info?.device || info?.description].filter(Boolean).join(' ') || 'unknown adapter';
+    const software =
+      !!(adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter || /swiftshader|llvmpipe|software/i.test(name);
+    return { gpu: nav.gpu, adapter, software, detail: `browser ${software ? 'software ' : ''}adapter ${name}` };
   }
   if (!isNode) throw new Error('no navigator.gpu in this environment');
   let mod: { create(flags: string[]): GPU; globals: Record<string, unknown> };
