@@ -7,7 +7,6 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildLayout, layoutRow, type ElementRule } from '../kernels/flash/layout.js';
 import { planFor, runFlash } from '../kernels/flash/kernel.js';
-import { ensureKernelsRegistered } from '../kernels/registry.js';
 import { hasWebGPU, setupBackends, useBackend, withGpuErrorScope } from './backends.js';
 import { RUNS, makeInputs } from './harness.js';
 import { maxAbsDiff, referenceWeighted, toHost } from './reference.js';
@@ -62,7 +61,6 @@ describe.runIf(hasWebGPU())('webgpu: block-sparse mode of the fused kernel', () 
             const dims = { batch: c.batch, heads: c.heads, kvHeads, group: c.heads / kvHeads, n: c.n, m: c.m, d: c.d, dv: c.dv };
             const opts = { causal: c.causal, scale: 0.5, keyLength, layout, rule };
             const plan = planFor(dims, opts);
-            ensureKernelsRegistered();
             const got = await withGpuErrorScope(async () => {
               const out = runFlash(x.q, x.k, x.v, dims, opts, plan);
               const h = await toHost(out);
@@ -101,7 +99,6 @@ describe.runIf(hasWebGPU())('webgpu: block-sparse mode of the fused kernel', () 
     const opts = { causal: false, scale: 0.3, keyLength: null, rule };
     const plan = planFor(dims, opts);
     expect(plan.splits).toBeGreaterThan(1);
-    ensureKernelsRegistered();
     const out = runFlash(x.q, x.k, x.v, dims, opts, plan);
     const got = await toHost(out);
     out.dispose();

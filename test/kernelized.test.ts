@@ -15,7 +15,7 @@ import { linearAttention, type KernelizedDecodeState } from '../src/variants/ker
 import { performerAttention, randomFeatures } from '../src/variants/kernelized/performer.js';
 import { linformerAttention } from '../src/variants/memory-saving/linformer.js';
 import { adaptiveSpanAttention } from '../src/variants/adaptive/adaptive-span.js';
-import { LLVMPIPE_LOOP_CAP } from '../kernels/flash/plan.js';
+import { LLVMPIPE_LOOP_CAP } from '../kernels/shared/limits.js';
 import { planLinear } from '../kernels/linear/plan.js';
 import type { FeatureKind } from '../kernels/linear/feature_maps.js';
 import { setupBackends, useBackend, withGpuErrorScope } from './backends.js';

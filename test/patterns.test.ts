@@ -13,9 +13,9 @@
 import fc from 'fast-check';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { SparseKernelPlan } from '../kernels/blocksparse/attend.js';
-import { blockSparseCompositeBytes } from '../kernels/blocksparse/composite.js';
-import { buildPart, type GatherPart, type PartDef } from '../kernels/blocksparse/parts.js';
+import type { SparseKernelPlan } from '../kernels/flash/sparse_attend.js';
+import { blockSparseCompositeBytes } from '../kernels/flash/sparse_composite.js';
+import { buildPart, type GatherPart, type PartDef } from '../kernels/flash/parts.js';
 import { layoutPairs, layoutRow } from '../kernels/flash/layout.js';
 import { AttentionError } from '../src/core/errors.js';
 import { SeededRandom } from '../src/core/rng.js';

@@ -10,11 +10,11 @@ import { resolveImplementation } from '../../src/core/dispatch.js';
 import { AttentionError } from '../../src/core/errors.js';
 import type { Dims, Implementation } from '../../src/core/types.js';
 import { webgpuLimits } from '../../src/core/backend.js';
-import { ensureKernelsRegistered } from '../registry.js';
 import { denseComposite, denseCompositeBytes } from './composite.js';
 import { activeKernelLimits, runFlash } from './kernel.js';
-import { DISPATCH_OVERHEAD_BYTES, planFlash } from './plan.js';
-import { padCopyBytes, planningLimits } from '../limits.js';
+import { planFlash } from './plan.js';
+import { DISPATCH_OVERHEAD_BYTES } from '../shared/limits.js';
+import { padCopyBytes, planningLimits } from '../shared/limits.js';
 
 /** Options of {@link attendDense}. */
 export interface AttendOptions {
@@ -54,7 +54,6 @@ export function attendDense(
   const path = resolveImplementation(implementation);
   if (path === 'kernel') {
     const plan = planFlash(dims, activeKernelLimits());
-    ensureKernelsRegistered('webgpu');
     return runFlash(q, k, v, dims, opts, plan);
   }
   checkCompositeFits(dims);

@@ -21,7 +21,8 @@
  *
  * @module
  */
-import type { WebGPUProgram } from './webgpu_types.js';
+import type { WebGPUProgram } from '../shared/webgpu_types.js';
+import { unroll } from '../shared/wgsl.js';
 import { ROWS_PER_WORKGROUP } from './plan.js';
 
 /** Uniform values of {@link FlashAttentionProgram}, in declaration order. */
@@ -42,11 +43,6 @@ export interface FlashUniforms {
   layoutHeads: number;
   /** Block-sparse mode: query row i is in query block `(i + rowOffset) / blockQ`. Default 0. */
   rowOffset?: number;
-}
-
-/** Unrolled WGSL: one statement per vec4 of a head dim. */
-export function unroll(count: number, line: (t: number) => string, sep = '\n'): string {
-  return Array.from({ length: count }, (_, t) => line(t)).join(sep);
 }
 
 /** What the program is specialised on (everything here is written into the WGSL source). */

@@ -10,9 +10,10 @@ import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensor
 import type { Dims } from '../../src/core/types.js';
 import { FlashAttentionProgram, MergeProgram, type FlashVariant } from './flash_program.js';
 import type { BlockLayout, ElementRule } from './layout.js';
-import { activeKernelLimits } from '../limits.js';
+import { activeKernelLimits } from '../shared/limits.js';
+import { registerOnce } from '../shared/register.js';
 import { planFlash, type FlashPlan } from './plan.js';
-import type { WebGPUBackend } from './webgpu_types.js';
+import type { WebGPUBackend } from '../shared/webgpu_types.js';
 
 /** Name in tfjs's kernel registry. */
 export const FLASH_KERNEL = 'AttnCatalogFlashAttention';
@@ -61,7 +62,7 @@ const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, Te
   return out;
 };
 
-/** The kernel's registration record (registered by `ensureKernelsRegistered`, never on import). */
+/** The kernel's registration record (registered by {@link runFlash} on first use, never on import). */
 export const flashKernelConfig: KernelConfig = {
   kernelName: FLASH_KERNEL,
   backendName: 'webgpu',
@@ -125,6 +126,7 @@ export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: D
       ruleParams: !!(rule?.params || rule?.paramsTensor),
       ruleSeeks: !!rule?.seeks,
     };
+    registerOnce(flashKernelConfig);
     const out = tf.engine().runKernel(FLASH_KERNEL, inputs, attrs as unknown as NamedAttrMap) as tf.Tensor4D;
     return plan.dvPad === dims.dv ? out : tf.slice(out, [0, 0, 0, 0], [-1, -1, -1, dims.dv]);
   });

@@ -7,15 +7,8 @@
  */
 import { AttentionError } from '../../src/core/errors.js';
 import type { Dims } from '../../src/core/types.js';
-import { checkBinding, checkBindingCount, checkIOLimits, maxBindingBytes, type KernelLimits } from '../limits.js';
+import { checkBinding, checkBindingCount, checkIOLimits, LOOP_BUDGET, maxBindingBytes, type KernelLimits } from '../shared/limits.js';
 
-/**
- * Mesa llvmpipe stops a shader invocation's loops after 65,535 iterations in total, silently.
- * Every kernel keeps its per-invocation loop count at or below {@link LOOP_BUDGET}, half of it.
- */
-export const LLVMPIPE_LOOP_CAP = 65_535;
-/** The per-invocation loop budget the kernels plan for (a safety margin under the cap). */
-export const LOOP_BUDGET = 32_768;
 /** Fewest keys one split handles before splitting further stops paying off. */
 export const MIN_KEYS_PER_SPLIT = 256;
 /** Splits used for long key ranges when the loop budget does not force more. */
@@ -55,9 +48,6 @@ export interface FlashPlan {
   /** Worst-case loop iterations of one invocation, over both passes. */
   maxLoopIterations: number;
 }
-
-/** Bytes of uniforms and other small per-dispatch buffers the backend allocates (an upper bound). */
-export const DISPATCH_OVERHEAD_BYTES = 1024;
 
 /**
  * Plans the fused kernel for `dims` (dense mode), or for a block-sparse `layout`.

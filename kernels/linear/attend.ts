@@ -9,9 +9,8 @@ import { webgpuLimits } from '../../src/core/backend.js';
 import { resolveImplementation } from '../../src/core/dispatch.js';
 import { AttentionError } from '../../src/core/errors.js';
 import type { Dims, Implementation } from '../../src/core/types.js';
-import { activeKernelLimits } from '../flash/kernel.js';
-import { planningLimits } from '../limits.js';
-import { ensureKernelsRegistered } from '../registry.js';
+import { activeKernelLimits } from '../shared/limits.js';
+import { planningLimits } from '../shared/limits.js';
 import { COMPOSITE_CHUNK, linearComposite } from './composite.js';
 import { featureOps, isExpKind, isProjectedKind, type FeatureKind } from './feature_maps.js';
 import { runLinearKernel } from './kernel.js';
@@ -54,7 +53,6 @@ export function attendLinear(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dim
   const features = featureCount(dims, opts);
   if (path === 'kernel') {
     const plan = planLinear(dims, opts.kind, features, opts.causal, activeKernelLimits());
-    ensureKernelsRegistered('webgpu');
     return runLinearKernel(q, k, v, dims, opts, plan);
   }
   checkCompositeFits(dims, features);

@@ -13,7 +13,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { Dims } from '../../src/core/types.js';
-import type { WebGPUBackend } from '../flash/webgpu_types.js';
+import type { WebGPUBackend } from '../shared/webgpu_types.js';
+import { registerOnce } from '../shared/register.js';
 import { LinearChunkSumProgram } from './chunk_program.js';
 import { isProjectedKind, type FeatureKind } from './feature_maps.js';
 import { LinearFeatureProgram } from './feature_program.js';
@@ -67,7 +68,7 @@ const linearKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, T
   return out;
 };
 
-/** The kernel's registration record (registered by `ensureKernelsRegistered`, never on import). */
+/** The kernel's registration record (registered by {@link runLinearKernel} on first use, never on import). */
 export const linearKernelConfig: KernelConfig = {
   kernelName: LINEAR_KERNEL,
   backendName: 'webgpu',
@@ -108,6 +109,7 @@ export function runLinearKernel(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
       chunks: plan.chunks,
       xscale: opts.xscale,
     };
+    registerOnce(linearKernelConfig);
     const out = tf.engine().runKernel(LINEAR_KERNEL, inputs, attrs as unknown as NamedAttrMap) as tf.Tensor4D;
     return plan.dvPad === dims.dv ? out : tf.slice(out, [0, 0, 0, 0], [-1, -1, -1, dims.dv]);
   });

@@ -17,8 +17,8 @@
  */
 import { AttentionError } from '../../src/core/errors.js';
 import type { Dims } from '../../src/core/types.js';
-import { LOOP_BUDGET } from '../flash/plan.js';
-import { checkBinding, checkBindingCount, checkIOLimits, maxBindingBytes, pad4, padCopyBytes, type KernelLimits } from '../limits.js';
+import { LOOP_BUDGET } from '../shared/limits.js';
+import { checkBinding, checkBindingCount, checkIOLimits, maxBindingBytes, pad4, padCopyBytes, type KernelLimits } from '../shared/limits.js';
 import { isExpKind, isProjectedKind, type FeatureKind } from './feature_maps.js';
 
 /** Invocations per workgroup along x in every pass. */

@@ -13,8 +13,8 @@
  *
  * @module
  */
-import { unroll } from '../flash/flash_program.js';
-import type { WebGPUProgram } from '../flash/webgpu_types.js';
+import { unroll } from '../shared/wgsl.js';
+import type { WebGPUProgram } from '../shared/webgpu_types.js';
 import { isExpKind, NO_KEY_WGSL, type FeatureKind } from './feature_maps.js';
 import { LINEAR_WORKGROUP } from './plan.js';
 

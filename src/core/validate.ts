@@ -7,7 +7,7 @@
 import { Tensor } from '@tensorflow/tfjs-core';
 import type { Tensor1D, Tensor4D } from '@tensorflow/tfjs-core';
 import { AttentionError, show } from './errors.js';
-import type { ApplyOptions, Dims, Implementation } from './types.js';
+import type { ApplyOptions, Dims, Implementation, Problem } from './types.js';
 
 /** Checks that `t` is a live float32 tensor of rank 4. */
 export function checkTensor4D(name: string, t: unknown): asserts t is Tensor4D {
@@ -149,4 +149,32 @@ export function checkBool(name: string, value: unknown): boolean {
 export function checkScale(value: unknown): number | undefined {
   if (value === undefined) return undefined;
   return checkPositive('config.scale', value);
+}
+
+/** Resolves a {@link Problem} to dims. */
+export function problemDims(p: Problem): Dims {
+  const kvHeads = p.kvHeads ?? p.heads;
+  return {
+    batch: p.batch,
+    heads: p.heads,
+    kvHeads,
+    group: p.heads / kvHeads,
+    n: p.n,
+    m: p.m ?? p.n,
+    d: p.d,
+    dv: p.dv ?? p.d,
+  };
+}
+
+/**
+ * The prologue of every factory: `config` is an object with only the entry's keys (`causal`,
+ * `scale` and `keys`); returns `causal` (default false) and `scale` (when given).
+ */
+export function checkBaseConfig(id: string, config: unknown, keys: readonly string[] = []): { causal: boolean; scale?: number } {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new AttentionError('config', 'an object', show(config));
+  checkConfigKeys(id, config, ['causal', 'scale', ...keys]);
+  const c = config as { causal?: unknown; scale?: unknown };
+  const causal = c.causal === undefined ? false : checkBool('config.causal', c.causal);
+  const scale = checkScale(c.scale);
+  return scale === undefined ? { causal } : { causal, scale };
 }

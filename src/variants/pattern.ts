@@ -11,13 +11,13 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { Tensor } from '@tensorflow/tfjs-core';
-import { attendBlockSparse, attendBlockSparseBytes, type SparseKernelPlan, type SparseSpec } from '../../kernels/blocksparse/attend.js';
-import { buildPart, type GatherPart, type PartDef } from '../../kernels/blocksparse/parts.js';
+import { attendBlockSparse, attendBlockSparseBytes, type SparseKernelPlan, type SparseSpec } from '../../kernels/flash/sparse_attend.js';
+import { buildPart, type GatherPart, type PartDef } from '../../kernels/flash/parts.js';
 import { kernelAvailable } from '../core/dispatch.js';
 import { AttentionError, show } from '../core/errors.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Family, Implementation, Pattern, Problem } from '../core/types.js';
-import { checkBool, checkConfigKeys, checkInt, checkScale, validateCall } from '../core/validate.js';
-import { problemDims } from './baseline/dense.js';
+import { checkBaseConfig, checkInt, validateCall } from '../core/validate.js';
+import { problemDims } from '../core/validate.js';
 
 /** Config fields every pattern variant has. */
 export interface PatternBaseConfig {
@@ -27,15 +27,11 @@ export interface PatternBaseConfig {
   scale?: number;
 }
 
-/** Checks the config object, its keys, `causal` and `scale`. */
-export function checkPatternConfig(id: string, config: unknown, keys: readonly string[]): { causal: boolean; scale?: number } {
-  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new AttentionError('config', 'an object', show(config));
-  checkConfigKeys(id, config, ['causal', 'scale', ...keys]);
-  const c = config as PatternBaseConfig;
-  const causal = c.causal === undefined ? false : checkBool('config.causal', c.causal);
-  const scale = checkScale(c.scale);
-  return scale === undefined ? { causal } : { causal, scale };
-}
+/** Checks the config object, its keys, `causal` and `scale` (the prologue every factory shares). */
+export const checkPatternConfig = checkBaseConfig;
+
+/** Non-negative remainder. */
+export const mod = (a: number, t: number): number => ((a % t) + t) % t;
 
 /** A dilation: one integer >= 1, or one per query head. */
 export function checkDilation(name: string, value: unknown): number | number[] {

@@ -36,12 +36,12 @@ import { AttentionError, show } from '../../core/errors.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
 import { checkBool, checkConfigKeys, checkInt, checkScale, validateCall } from '../../core/validate.js';
 import { bandComposite, bandCompositeBytes, bandCompositeWithGrad } from '../../../kernels/band/composite.js';
-import { DISPATCH_OVERHEAD_BYTES, planFlash } from '../../../kernels/flash/plan.js';
-import { padCopyBytes, planningLimits } from '../../../kernels/limits.js';
+import { planFlash } from '../../../kernels/flash/plan.js';
+import { DISPATCH_OVERHEAD_BYTES } from '../../../kernels/shared/limits.js';
+import { padCopyBytes, planningLimits } from '../../../kernels/shared/limits.js';
 import { planFor, runFlash } from '../../../kernels/flash/kernel.js';
 import { buildLayout, type BlockLayout, type ElementRule } from '../../../kernels/flash/layout.js';
-import { ensureKernelsRegistered } from '../../../kernels/registry.js';
-import { problemDims } from '../baseline/dense.js';
+import { problemDims } from '../../core/validate.js';
 
 /** Config of {@link adaptiveSpanAttention}. */
 export interface AdaptiveSpanConfig {
@@ -194,7 +194,6 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
       const layout = this.bandLayout(dims.n, dims.m);
       const ruleShape = { key: 'adaptive-span', wgsl: '', params: new Float32Array(1), weight: () => 0 };
       const plan = planFor(dims, { causal: this.config.causal, scale, keyLength, layout, rule: ruleShape });
-      ensureKernelsRegistered('webgpu');
       const params = tf.tidy(() => tf.concat([tf.tensor1d([this.config.ramp]), tf.clipByValue(this.z, 0, this.config.maxSpan)])) as tf.Tensor1D;
       try {
         return runFlash(q, k, v, dims, { causal: this.config.causal, scale, keyLength, layout, rule: this.rule(params) }, plan);

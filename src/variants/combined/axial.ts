@@ -21,13 +21,12 @@
  *
  * @module
  */
-import type { SparseKernelPlan } from '../../../kernels/blocksparse/attend.js';
-import { keyLattice, keyRange, positionBlockGroups, residueGroups, type PartDef } from '../../../kernels/blocksparse/parts.js';
+import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
+import { keyLattice, keyRange, positionBlockGroups, residueGroups, type PartDef } from '../../../kernels/flash/parts.js';
 import { SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { checkInt } from '../../core/validate.js';
-import { checkPatternConfig, i32, PatternAttention, type PatternBaseConfig } from '../pattern.js';
-import { mod } from '../fixed/strided.js';
+import { checkPatternConfig, i32, mod, PatternAttention, type PatternBaseConfig } from '../pattern.js';
 
 /** Config of {@link axialAttention}. */
 export interface AxialConfig extends PatternBaseConfig {

@@ -26,8 +26,8 @@
  * @module
  */
 import { Tensor } from '@tensorflow/tfjs-core';
-import type { SparseKernelPlan } from '../../../kernels/blocksparse/attend.js';
-import { keyRange, positionBlockGroups, range, unionKeys, type PartDef } from '../../../kernels/blocksparse/parts.js';
+import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
+import { keyRange, positionBlockGroups, range, unionKeys, type PartDef } from '../../../kernels/flash/parts.js';
 import { buildLayout } from '../../../kernels/flash/layout.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';

@@ -20,8 +20,8 @@
  *
  * @module
  */
-import type { SparseKernelPlan } from '../../../kernels/blocksparse/attend.js';
-import { keyRange, positionBlockGroups, range, type PartDef } from '../../../kernels/blocksparse/parts.js';
+import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
+import { keyRange, positionBlockGroups, range, type PartDef } from '../../../kernels/flash/parts.js';
 import { buildLayout, SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
 import { checkInt } from '../../core/validate.js';
 import { checkPatternConfig, i32, kernelBlockFor, PatternAttention, type PatternBaseConfig } from '../pattern.js';

@@ -26,16 +26,16 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { attendBlockSparseBytes, prepareBlockSparse, type SparseSpec } from '../../../kernels/blocksparse/attend.js';
-import { Exec, freesOnDispose, type Val } from '../../../kernels/blocksparse/composite.js';
-import { buildPart, range } from '../../../kernels/blocksparse/parts.js';
+import { attendBlockSparseBytes, prepareBlockSparse, type SparseSpec } from '../../../kernels/flash/sparse_attend.js';
+import { Exec, freesOnDispose, type Val } from '../../../kernels/flash/sparse_composite.js';
+import { buildPart, range } from '../../../kernels/flash/parts.js';
 import { SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
 import { kernelAvailable } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
 import { checkInt, validateCall } from '../../core/validate.js';
-import { problemDims } from '../baseline/dense.js';
+import { problemDims } from '../../core/validate.js';
 import { checkPatternConfig, i32, type PatternBaseConfig } from '../pattern.js';
 
 /** Convolution kernels of `mode: 'conv'`. */

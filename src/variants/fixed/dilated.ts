@@ -19,13 +19,12 @@
  *
  * @module
  */
-import type { SparseKernelPlan } from '../../../kernels/blocksparse/attend.js';
-import { keyLattice, residueGroups, range, type PartDef } from '../../../kernels/blocksparse/parts.js';
+import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
+import { keyLattice, residueGroups, range, type PartDef } from '../../../kernels/flash/parts.js';
 import { buildLayout, SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
 import { AttentionError } from '../../core/errors.js';
 import { checkInt } from '../../core/validate.js';
-import { checkDilation, checkDilationHeads, checkPatternConfig, dilationOf, i32, PatternAttention, pow2Clamp, type PatternBaseConfig } from '../pattern.js';
-import { mod } from './strided.js';
+import { checkDilation, checkDilationHeads, checkPatternConfig, dilationOf, i32, PatternAttention, pow2Clamp, type PatternBaseConfig, mod } from '../pattern.js';
 
 /** Config of {@link dilatedAttention}. */
 export interface DilatedConfig extends PatternBaseConfig {

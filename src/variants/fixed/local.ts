@@ -23,9 +23,9 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { SparseKernelPlan } from '../../../kernels/blocksparse/attend.js';
-import { attendBlockSparse } from '../../../kernels/blocksparse/attend.js';
-import { contiguousGroups, keyRange, range, type PartDef } from '../../../kernels/blocksparse/parts.js';
+import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
+import { attendBlockSparse } from '../../../kernels/flash/sparse_attend.js';
+import { contiguousGroups, keyRange, range, type PartDef } from '../../../kernels/flash/parts.js';
 import { buildLayout, SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
 import { AttentionError, show } from '../../core/errors.js';
 import type { Implementation } from '../../core/types.js';

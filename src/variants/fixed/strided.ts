@@ -20,20 +20,17 @@
  *
  * @module
  */
-import type { SparseKernelPlan } from '../../../kernels/blocksparse/attend.js';
-import { keyLattice, residueGroups, type PartDef } from '../../../kernels/blocksparse/parts.js';
+import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
+import { keyLattice, residueGroups, type PartDef } from '../../../kernels/flash/parts.js';
 import type { ElementRule } from '../../../kernels/flash/layout.js';
 import { checkInt } from '../../core/validate.js';
-import { checkPatternConfig, i32, PatternAttention, type PatternBaseConfig } from '../pattern.js';
+import { checkPatternConfig, i32, mod, PatternAttention, type PatternBaseConfig } from '../pattern.js';
 
 /** Config of {@link stridedAttention}. */
 export interface StridedConfig extends PatternBaseConfig {
   /** Stride t. Integer >= 1 (1: every key, dense). Default 128. */
   stride?: number;
 }
-
-/** Non-negative remainder. */
-export const mod = (a: number, t: number): number => ((a % t) + t) % t;
 
 /** The WGSL rule of the lattice `(p − j) mod t == 0`, seeking from one lattice key to the next. */
 export function latticeRule(t: number): ElementRule {

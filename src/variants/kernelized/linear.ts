@@ -32,7 +32,7 @@ import { checkBool, checkConfigKeys, checkTensor4D, validateCall, validateQKV } 
 import { attendLinear, attendLinearBytes } from '../../../kernels/linear/attend.js';
 import { causalChunks, disposeState, emptyState, type LinearState } from '../../../kernels/linear/composite.js';
 import { featureOps, isExpKind, type FeatureKind } from '../../../kernels/linear/feature_maps.js';
-import { problemDims } from '../baseline/dense.js';
+import { problemDims } from '../../core/validate.js';
 
 /** Config of {@link linearAttention}. */
 export interface LinearConfig {

@@ -34,7 +34,7 @@ import { attendDense, attendDenseBytes } from '../../../kernels/flash/attend.js'
 import { activeKernelLimits } from '../../../kernels/flash/kernel.js';
 import { planFlash } from '../../../kernels/flash/plan.js';
 import { keyValidity } from '../../../kernels/linear/composite.js';
-import { problemDims } from '../baseline/dense.js';
+import { problemDims } from '../../core/validate.js';
 
 /** Config of {@link linformerAttention}. */
 export interface LinformerConfig {

@@ -19,7 +19,8 @@
 import { AttentionError } from '../../core/errors.js';
 import type { Dims } from '../../core/types.js';
 import { checkInt } from '../../core/validate.js';
-import { checkDenseConfig, DenseAttention, type DenseConfig } from '../baseline/dense.js';
+import { checkBaseConfig } from '../../core/validate.js';
+import { DenseAttention, type DenseConfig } from '../dense-base.js';
 
 /** Config of {@link multiQueryAttention}. */
 export type MultiQueryConfig = DenseConfig;
@@ -60,7 +61,7 @@ class SharedKVAttention<C extends DenseConfig> extends DenseAttention<C> {
  * ```
  */
 export function multiQueryAttention(config: MultiQueryConfig = {}): DenseAttention<MultiQueryConfig> {
-  const checked = checkDenseConfig('multi-query', config);
+  const checked = checkBaseConfig('multi-query', config);
   return new SharedKVAttention<MultiQueryConfig>(Object.freeze({ ...checked }), 1);
 }
 
@@ -78,7 +79,7 @@ export function multiQueryAttention(config: MultiQueryConfig = {}): DenseAttenti
  * ```
  */
 export function groupedQueryAttention(config: GroupedQueryConfig): DenseAttention<GroupedQueryConfig> {
-  const checked = checkDenseConfig('multi-query', config ?? ({} as GroupedQueryConfig), ['groups']);
+  const checked = checkBaseConfig('multi-query', config ?? ({} as GroupedQueryConfig), ['groups']);
   const groups = checkInt('config.groups', config.groups, 1);
   return new SharedKVAttention<GroupedQueryConfig>(Object.freeze({ ...checked, groups }), groups);
 }

@@ -21,12 +21,12 @@
  *
  * @module
  */
-import type { SparseKernelPlan } from '../../../kernels/blocksparse/attend.js';
-import { range, type PartDef } from '../../../kernels/blocksparse/parts.js';
+import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
+import { range, type PartDef } from '../../../kernels/flash/parts.js';
 import { SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
 import { checkInt } from '../../core/validate.js';
 import { checkPatternConfig, i32, PatternAttention, type PatternBaseConfig } from '../pattern.js';
-import { globalBandLayout, globalBandParts, type GlobalBand } from './global-band.js';
+import { globalBandLayout, globalBandParts, type GlobalBand } from '../global-band.js';
 
 /** Config of {@link etcAttention}. */
 export interface EtcConfig extends PatternBaseConfig {

@@ -24,14 +24,13 @@
  *
  * @module
  */
-import type { SparseKernelPlan } from '../../../kernels/blocksparse/attend.js';
-import type { PartDef } from '../../../kernels/blocksparse/parts.js';
+import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
+import type { PartDef } from '../../../kernels/flash/parts.js';
 import { SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { checkInt } from '../../core/validate.js';
-import { checkDilation, checkDilationHeads, checkPatternConfig, dilationOf, i32, PatternAttention, type PatternBaseConfig } from '../pattern.js';
-import { mod } from '../fixed/strided.js';
-import { globalBandLayout, globalBandParts, type GlobalBand } from './global-band.js';
+import { checkDilation, checkDilationHeads, checkPatternConfig, dilationOf, i32, mod, PatternAttention, type PatternBaseConfig } from '../pattern.js';
+import { globalBandLayout, globalBandParts, type GlobalBand } from '../global-band.js';
 
 /** Config of {@link longformerAttention}. */
 export interface LongformerConfig extends PatternBaseConfig {

@@ -12,9 +12,9 @@
  *
  * @module
  */
-import { contiguousGroups, keyLattice, positionBlockGroups, range, residueGroups, type PartDef } from '../../../kernels/blocksparse/parts.js';
-import { buildLayout, type BlockLayout } from '../../../kernels/flash/layout.js';
-import { dilationOf, pow2Clamp } from '../pattern.js';
+import { contiguousGroups, keyLattice, positionBlockGroups, range, residueGroups, type PartDef } from '../../kernels/flash/parts.js';
+import { buildLayout, type BlockLayout } from '../../kernels/flash/layout.js';
+import { dilationOf, pow2Clamp } from './pattern.js';
 
 /** A global-plus-band pattern for one size. */
 export interface GlobalBand {

@@ -11,12 +11,12 @@ import { webgpuLimits } from '../../src/core/backend.js';
 import { resolveImplementation } from '../../src/core/dispatch.js';
 import { AttentionError } from '../../src/core/errors.js';
 import type { Dims, Implementation } from '../../src/core/types.js';
-import type { BlockLayout, ElementRule } from '../flash/layout.js';
-import { planFor, runFlash } from '../flash/kernel.js';
-import { DISPATCH_OVERHEAD_BYTES, planFlash } from '../flash/plan.js';
-import { padCopyBytes, planningLimits } from '../limits.js';
-import { ensureKernelsRegistered } from '../registry.js';
-import { blockSparseComposite, blockSparseCompositeBytes, freesOnDispose } from './composite.js';
+import type { BlockLayout, ElementRule } from './layout.js';
+import { planFor, runFlash } from './kernel.js';
+import { planFlash } from './plan.js';
+import { DISPATCH_OVERHEAD_BYTES } from '../shared/limits.js';
+import { padCopyBytes, planningLimits } from '../shared/limits.js';
+import { blockSparseComposite, blockSparseCompositeBytes, freesOnDispose } from './sparse_composite.js';
 import type { GatherPart } from './parts.js';
 
 /** What the fused kernel runs for one problem size. */
@@ -59,7 +59,6 @@ export function prepareBlockSparse(
     const flashOpts = { causal: opts.causal, scale: opts.scale, keyLength: opts.keyLength, layout, rule };
     const plan = planFor(dims, flashOpts);
     return (q, k, v, keyLength = opts.keyLength) => {
-      ensureKernelsRegistered('webgpu');
       return runFlash(q, k, v, dims, { ...flashOpts, keyLength }, plan);
     };
   }

@@ -6,8 +6,8 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { AttentionError } from '../src/core/errors.js';
-import type { Dims } from '../src/core/types.js';
+import { AttentionError } from '../../src/core/errors.js';
+import type { Dims } from '../../src/core/types.js';
 
 /** The device limits the kernels' plans need. */
 export interface KernelLimits {
@@ -93,3 +93,14 @@ export function padCopyBytes(dims: Dims, dPad: number, dvPad: number): number {
     (dvPad !== dv ? batch * kvHeads * m * dvPad * 4 + batch * heads * n * dvPad * 4 : 0)
   );
 }
+
+/**
+ * Mesa llvmpipe stops a shader invocation's loops after 65,535 iterations in total, silently.
+ * Every kernel keeps its per-invocation loop count at or below {@link LOOP_BUDGET}, half of it.
+ */
+export const LLVMPIPE_LOOP_CAP = 65_535;
+/** The per-invocation loop budget the kernels plan for (a safety margin under the cap). */
+export const LOOP_BUDGET = 32_768;
+/** Bytes of uniforms and other small per-dispatch buffers the backend allocates (an upper bound). */
+export const DISPATCH_OVERHEAD_BYTES = 1024;
+

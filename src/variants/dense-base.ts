@@ -1,0 +1,155 @@
+/**
+ * The class behind `dense` and `multi-query` (exact attention over shared or grouped K/V heads,
+ * with a KV-cache decode). Not a catalog entry: the entries' modules build it.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { AttentionError, show } from '../core/errors.js';
+import { kernelAvailable } from '../core/dispatch.js';
+import type { ApplyOptions, Attention, Complexity, DecodeState, Dims, Family, Implementation, Problem } from '../core/types.js';
+import {
+  checkImplementation,
+  checkTensor4D,
+  validateCall,
+  problemDims,
+  validateQKV,
+} from '../core/validate.js';
+import { attendDense, attendDenseBytes } from '../../kernels/flash/attend.js';
+
+/** Config of {@link denseAttention}. */
+export interface DenseConfig {
+  /** Key j is allowed only if `j <= i + (m − n)`. Default `false`. */
+  causal?: boolean;
+  /** Score scale. Default `1 / sqrt(d)`. */
+  scale?: number;
+}
+
+/** The result of one {@link DenseAttention.decode} step. */
+export interface DecodeResult {
+  /** `[batch, heads, t, dv]` for the t new positions. */
+  output: tf.Tensor4D;
+  /** The grown cache (the state passed in has been disposed). */
+  state: DecodeState;
+}
+
+/**
+ * Dense attention over shared or grouped K/V heads; the class behind `dense` and `multi-query`.
+ */
+export class DenseAttention<C extends DenseConfig = DenseConfig> implements Attention<C> {
+  readonly complexity: Complexity = { time: 'O(n·m·d)', memory: 'O(n) fused; O(n·m) composite' };
+
+  constructor(
+    readonly id: string,
+    readonly family: Family,
+    readonly config: Readonly<C & { causal: boolean }>,
+  ) {}
+
+  /** Extra head-grouping rule of a subclass (multi-query, grouped-query). */
+  protected checkHeads(_dims: Dims): void {}
+
+  private scaleFor(d: number): number {
+    return this.config.scale ?? 1 / Math.sqrt(d);
+  }
+
+  /**
+   * Attention of `q [batch, heads, n, d]` over `k [batch, kvHeads, m, d]`, `v [batch, kvHeads, m, dv]`.
+   *
+   * @param options - `implementation` ('auto' | 'kernel' | 'composite'), `keyLength` (one valid key count per batch element).
+   * @returns `[batch, heads, n, dv]`
+   * @throws AttentionError on any invalid input, before dispatch.
+   */
+  apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
+    const { dims, implementation, keyLength } = validateCall(q, k, v, options);
+    this.checkHeads(dims);
+    return attendDense(
+      q,
+      k,
+      v,
+      dims,
+      { causal: this.config.causal, scale: this.scaleFor(dims.d), keyLength },
+      implementation,
+    );
+  }
+
+  /**
+   * Upper bound of the intermediate bytes of `apply` for `problem` (inputs and output excluded).
+   * Fused: O(n) (split partials); composite: O(n·m) (score matrices and mask).
+   */
+  memoryBytes(problem: Problem): number {
+    const dims = problemDims(problem);
+    const impl: Implementation = problem.implementation ?? 'auto';
+    const path = impl === 'auto' ? (kernelAvailable() ? 'kernel' : 'composite') : impl;
+    return attendDenseBytes(dims, path, this.config.causal || !!problem.keyLength);
+  }
+
+  /**
+   * One incremental decode step (needs `causal: true`): appends the new keys/values to the
+   * cache and attends the new queries over it. The cache holds `[batch, kvHeads, length, d]`
+   * keys and `[…, dv]` values: O(m·kvHeads·d) memory, K/V never repeated per query head.
+   *
+   * @param q - `[batch, heads, t, d]`, the t new positions' queries (usually t = 1)
+   * @param k - `[batch, kvHeads, t, d]`
+   * @param v - `[batch, kvHeads, t, dv]`
+   * @param state - the previous step's state (consumed: its tensors are disposed), or undefined to start.
+   * @example
+   * ```ts
+   * const attn = denseAttention({ causal: true });
+   * let state;
+   * for (const [q, k, v] of tokens) {
+   *   const step = attn.decode(q, k, v, state);
+   *   state = step.state;
+   *   use(step.output); step.output.dispose();
+   * }
+   * state.k.dispose(); state.v.dispose();
+   * ```
+   */
+  decode(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, state?: DecodeState | null, options?: { implementation?: Implementation }): DecodeResult {
+    if (!this.config.causal) {
+      throw new AttentionError('config.causal', 'true for decode (incremental decoding is causal)', 'false');
+    }
+    const dims = validateQKV(q, k, v);
+    this.checkHeads(dims);
+    if (dims.n !== dims.m) {
+      throw new AttentionError('k', `the new positions' keys: length t = ${dims.n} (as q)`, `${dims.m}`);
+    }
+    const implementation = checkImplementation(options?.implementation);
+    if (state) {
+      checkTensor4D('state.k', state.k);
+      checkTensor4D('state.v', state.v);
+      const [sb, sh, sl, sd] = state.k.shape;
+      if (sb !== dims.batch || sh !== dims.kvHeads || sd !== dims.d || state.v.shape[3] !== dims.dv || sl !== state.length) {
+        throw new AttentionError(
+          'state',
+          `a cache of [${dims.batch}, ${dims.kvHeads}, length, ${dims.d}] keys and […, ${dims.dv}] values`,
+          `${show(state.k.shape)} keys, ${show(state.v.shape)} values, length ${state.length}`,
+        );
+      }
+    }
+    const cacheK = state ? tf.concat([state.k, k], 2) : tf.clone(k);
+    const cacheV = state ? tf.concat([state.v, v], 2) : tf.clone(v);
+    const length = cacheK.shape[2];
+    try {
+      const output = attendDense(
+        q,
+        cacheK,
+        cacheV,
+        { ...dims, m: length },
+        { causal: true, scale: this.scaleFor(dims.d), keyLength: null },
+        implementation,
+      );
+      if (state) {
+        state.k.dispose();
+        state.v.dispose();
+      }
+      return { output, state: { k: cacheK, v: cacheV, length } };
+    } catch (e) {
+      cacheK.dispose();
+      cacheV.dispose();
+      throw e;
+    }
+  }
+
+  /** Dense attention owns no weights: a no-op. */
+  dispose(): void {}
+}
