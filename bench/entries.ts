@@ -1,7 +1,7 @@
 /**
  * How the tour and the bench run each catalog entry: its config on the sample problem, its
- * kv head count, and the float64 reference its error is measured against (its own allowed set
- * for exact variants, full dense attention for approximations). Every catalog entry needs one.
+ * kv head count, and the float64 reference its error is measured against (`errorAgainst`: its
+ * own definition, or full dense attention). Every catalog entry needs one (test/coverage.test.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Attention } from '../src/core/types.js';
@@ -16,9 +16,13 @@ export interface TourEntry {
   kvHeads?(heads: number): number;
   /** Reference weight: 1 allowed, 0 not (soft weights for adaptive span). Default: `pattern()` rows or all keys. */
   weight?(attn: Attention<unknown>, n: number, m: number): (h: number, i: number, j: number) => number;
-  /** 'exact': error vs its own definition; 'approx': error vs full dense. */
-  kind: 'exact' | 'approx';
-  /** Custom error against the entry's own definition, for exact variants that `weight` cannot express (e.g. compressed keys). */
+  /**
+   * What the tour's error is measured against: `'definition'`, the entry's own definition (its
+   * allowed set, soft span, compressed keys or feature map); `'dense'`, full dense softmax
+   * attention (for approximations of dense whose own definition the tour does not rebuild).
+   */
+  errorAgainst: 'definition' | 'dense';
+  /** Custom error against the entry's own definition, for entries that `weight` cannot express (e.g. compressed keys). */
   error?(attn: Attention<unknown>, x: { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D }, out: tf.Tensor4D, scale: number): Promise<number>;
 }
 
@@ -26,28 +30,28 @@ const causalWeight = (causal: boolean, n: number, m: number) => (_h: number, i: 
   causal && j > i + (m - n) ? 0 : 1;
 
 export const tourEntries: Record<string, TourEntry> = {
-  dense: { config: () => ({ causal: true }), weight: (_a, n, m) => causalWeight(true, n, m), kind: 'exact' },
-  'multi-query': { config: () => ({ causal: true }), kvHeads: () => 1, weight: (_a, n, m) => causalWeight(true, n, m), kind: 'exact' },
-  local: { config: () => ({ window: 128, causal: true }), weight: patternWeight, kind: 'exact' },
-  blockwise: { config: () => ({ block: 128, lookback: 1, causal: true }), weight: patternWeight, kind: 'exact' },
-  strided: { config: (n) => ({ stride: sqrtPow2(n), causal: true }), weight: patternWeight, kind: 'exact' },
-  dilated: { config: () => ({ window: 64, dilation: 2, causal: true }), weight: patternWeight, kind: 'exact' },
-  compressed: { config: () => ({ stride: 8 }), kind: 'exact', error: compressedError },
-  'sparse-transformer': { config: (n) => ({ stride: sqrtPow2(n), pattern: 'fixed', summary: 8, causal: true }), weight: patternWeight, kind: 'exact' },
-  axial: { config: (n) => ({ shape: grid(n) }), weight: patternWeight, kind: 'exact' },
-  'big-bird': { config: () => ({ block: 64 }), weight: patternWeight, kind: 'exact' },
-  longformer: { config: () => ({ window: 128, global: [0, 1, 2, 3, 4, 5, 6, 7] }), weight: patternWeight, kind: 'exact' },
-  etc: { config: () => ({ globalTokens: 16, radius: 128 }), weight: patternWeight, kind: 'exact' },
-  linformer: { config: (n) => ({ k: 256, maxLength: n }), kind: 'approx' },
+  dense: { config: () => ({ causal: true }), weight: (_a, n, m) => causalWeight(true, n, m), errorAgainst: 'definition' },
+  'multi-query': { config: () => ({ causal: true }), kvHeads: () => 1, weight: (_a, n, m) => causalWeight(true, n, m), errorAgainst: 'definition' },
+  local: { config: () => ({ window: 128, causal: true }), weight: patternWeight, errorAgainst: 'definition' },
+  blockwise: { config: () => ({ block: 128, lookback: 1, causal: true }), weight: patternWeight, errorAgainst: 'definition' },
+  strided: { config: (n) => ({ stride: sqrtPow2(n), causal: true }), weight: patternWeight, errorAgainst: 'definition' },
+  dilated: { config: () => ({ window: 64, dilation: 2, causal: true }), weight: patternWeight, errorAgainst: 'definition' },
+  compressed: { config: () => ({ stride: 8 }), errorAgainst: 'definition', error: compressedError },
+  'sparse-transformer': { config: (n) => ({ stride: sqrtPow2(n), pattern: 'fixed', summary: 8, causal: true }), weight: patternWeight, errorAgainst: 'definition' },
+  axial: { config: (n) => ({ shape: grid(n) }), weight: patternWeight, errorAgainst: 'definition' },
+  'big-bird': { config: () => ({ block: 64 }), weight: patternWeight, errorAgainst: 'definition' },
+  longformer: { config: () => ({ window: 128, global: [0, 1, 2, 3, 4, 5, 6, 7] }), weight: patternWeight, errorAgainst: 'definition' },
+  etc: { config: () => ({ globalTokens: 16, radius: 128 }), weight: patternWeight, errorAgainst: 'definition' },
+  linformer: { config: (n) => ({ k: 256, maxLength: n }), errorAgainst: 'dense' },
   linear: {
     config: () => ({ causal: true }),
-    kind: 'exact',
+    errorAgainst: 'definition',
     error: (_a, x, out) => sampledKernelizedError(out, x.q, x.k, x.v, logElu1, true),
   },
-  performer: { config: () => ({ features: 256 }), kind: 'approx' },
+  performer: { config: () => ({ features: 256 }), errorAgainst: 'dense' },
   'adaptive-span': {
     config: (_n, heads) => ({ maxSpan: 256, ramp: 32, heads, causal: true }),
-    kind: 'exact',
+    errorAgainst: 'definition',
     // Every z_h starts at S/2 (the default).
     weight: (attn, n, m) => {
       const c = attn.config as { maxSpan: number; ramp: number; heads: number; causal: boolean };

@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { kernelAvailable } from '../src/core/dispatch.js';
 import type { Attention } from '../src/core/types.js';
+import { catalogEntry } from '../src/index.js';
 import { denseAttention } from '../src/variants/baseline/dense.js';
 import { applier, intermediateBytes, makeQKV, medianMs, mib, sampledError, startBackends } from './common.js';
 // The float64 feature maps are the conformance suite's (one reference for tests and bench).
@@ -86,11 +87,11 @@ function projectRef(p: number[][], x: tf.Tensor4D): tf.Tensor4D {
   });
 }
 
+/** One entry of the suite (its factory comes from the catalog: `catalogEntry(id).load()`). */
 interface Entry {
   id: string;
   label: string;
   causal: boolean;
-  load(): Promise<(config: never) => Attention<unknown>>;
   config(n: number): Record<string, unknown>;
   /** Error against the entry's own definition. */
   own(attn: Attention<unknown>, x: { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D }, out: tf.Tensor4D): Promise<number>;
@@ -103,7 +104,6 @@ export const KERNELIZED_ENTRIES: Entry[] = [
     id: 'linear',
     label: 'linear (elu+1, causal)',
     causal: true,
-    load: async () => (await import('../src/variants/kernelized/linear.js')).linearAttention as never,
     config: () => ({ causal: true }),
     own: (_a, x, out) => sampledKernelizedError(out, x.q, x.k, x.v, logElu1, true),
   },
@@ -111,7 +111,6 @@ export const KERNELIZED_ENTRIES: Entry[] = [
     id: 'performer',
     label: 'performer (softmax, M = 256, causal)',
     causal: true,
-    load: async () => (await import('../src/variants/kernelized/performer.js')).performerAttention as never,
     config: () => ({ features: 256, causal: true }),
     own: async (a, x, out) => {
       const w = (a as unknown as { omegaFor(d: number): tf.Tensor2D }).omegaFor(x.q.shape[3]);
@@ -124,7 +123,6 @@ export const KERNELIZED_ENTRIES: Entry[] = [
     id: 'linformer',
     label: 'linformer (k = 256)',
     causal: false,
-    load: async () => (await import('../src/variants/memory-saving/linformer.js')).linformerAttention as never,
     config: (n) => ({ k: 256, maxLength: n }),
     own: async (a, x, out) => {
       const p = (a as unknown as { projections(): { e: tf.Tensor2D; f: tf.Tensor2D } }).projections();
@@ -145,7 +143,6 @@ export const KERNELIZED_ENTRIES: Entry[] = [
     id: 'adaptive-span',
     label: `adaptive-span (S = ${S}, R = ${R}, z = S/2, causal)`,
     causal: true,
-    load: async () => (await import('../src/variants/adaptive/adaptive-span.js')).adaptiveSpanAttention as never,
     config: () => ({ maxSpan: S, ramp: R, heads: 1, causal: true }),
     own: (_a, x, out) => {
       const [, , n] = x.q.shape;
@@ -197,7 +194,8 @@ export async function benchKernelized(
       }
       for (const e of entries) {
         const row: KernelizedRow = { backend, id: e.id, label: e.label, n, path, ms: null, bytes: null, errDense: null, errOwn: null, denseMs: denseMs[String(e.causal)], note: '' };
-        const attn = (await e.load())(e.config(n) as never);
+        const factory = await catalogEntry(e.id)!.load();
+        const attn = factory(e.config(n) as never);
         try {
           const run = applier(attn, x, 'auto');
           row.ms = await medianMs(run, opts.runs);

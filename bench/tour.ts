@@ -1,8 +1,8 @@
 /**
  * The catalog tour (`npm start`): every variant in the catalog on the backend `auto` chose,
  * on one sample problem, one row each: id, family, backend, path, median time, intermediate
- * bytes, and max error against a float64 reference on sampled rows (its own definition for
- * exact variants, dense attention for approximations).
+ * bytes, and max error against a float64 reference on sampled rows (its own definition, or
+ * dense attention: bench/entries.ts's `errorAgainst`).
  *
  * Options: --backend auto|webgpu|wasm|cpu  --n 4096  --heads 8  --d 64  --runs 3  --only id,id
  */
@@ -39,18 +39,18 @@ for (const entry of entries) {
   const attn = factory(tour.config(n, heads) as never);
   const kvHeads = tour.kvHeads?.(heads) ?? heads;
   const x = makeQKV({ batch: 1, heads, kvHeads, n, m: n, d, dv: d });
-  const path = entry.fused && kernelAvailable() ? 'kernel' : 'composite';
+  const path = entry.capabilities.fused && kernelAvailable() ? 'kernel' : 'composite';
   let row: string[];
   try {
     const run = applier(attn, x, 'auto');
     const ms = await medianMs(run, runs);
     const bytes = await intermediateBytes(run);
     const out = run();
-    const weight = tour.kind === 'exact' && tour.weight ? tour.weight(attn, n, n) : () => 1;
+    const weight = tour.errorAgainst === 'definition' && tour.weight ? tour.weight(attn, n, n) : () => 1;
     const scale = (attn.config as { scale?: number }).scale ?? 1 / Math.sqrt(d);
     const err = tour.error ? await tour.error(attn, x, out, scale) : await sampledError(out, x.q, x.k, x.v, scale, weight);
     out.dispose();
-    row = [entry.id, entry.family, backend, path, ms.toFixed(1), mib(bytes), err.toExponential(2), tour.kind === 'exact' ? 'own definition' : 'dense'];
+    row = [entry.id, entry.family, backend, path, ms.toFixed(1), mib(bytes), err.toExponential(2), tour.errorAgainst === 'definition' ? 'own definition' : 'dense'];
     console.log(`${ms.toFixed(1)} ms`);
   } catch (e) {
     row = [entry.id, entry.family, backend, path, '—', '—', '—', `failed: ${(e as Error).message}`];

@@ -16,8 +16,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { SparseKernelPlan } from '../kernels/flash/sparse_attend.js';
 import { blockSparseCompositeBytes } from '../kernels/flash/sparse_composite.js';
 import { buildPart, type GatherPart, type PartDef } from '../kernels/flash/parts.js';
-import { layoutPairs, layoutRow } from '../kernels/flash/layout.js';
+import { layoutEntries, layoutPairs, layoutRow } from '../kernels/flash/layout.js';
 import { AttentionError } from '../src/core/errors.js';
+import { catalog } from '../src/index.js';
 import { SeededRandom } from '../src/core/rng.js';
 import type { Attention, Dims } from '../src/core/types.js';
 import { axialAttention } from '../src/variants/combined/axial.js';
@@ -37,7 +38,8 @@ import { specs } from './specs/index.js';
 
 const backends = await setupBackends();
 
-const PATTERN_IDS = ['local', 'blockwise', 'strided', 'dilated', 'sparse-transformer', 'axial', 'big-bird', 'longformer', 'etc'];
+/** The entries with `pattern()`, from their catalog metadata (`capabilities.pattern`). */
+const PATTERN_IDS = catalog.filter((e) => e.capabilities.pattern).map((e) => e.id);
 
 /** The protected per-size builders of a pattern variant (white-box access for these tests). */
 interface PatternInternals {
@@ -82,7 +84,15 @@ describe('fused kernel layouts and rules cover exactly the pattern', () => {
           for (let h = 0; h < c.heads; h++)
             for (let i = 0; i < c.n; i++) {
               const p = i + c.m - c.n;
-              const visited = layout ? new Set(layoutRow(layout, Math.floor((i + (layout.rowOffset ?? 0)) / layout.blockQ), h)) : null;
+              const qb = layout ? Math.floor((i + (layout.rowOffset ?? 0)) / layout.blockQ) : 0;
+              const visited = layout ? new Set(layoutRow(layout, qb, h)) : null;
+              // Runs marked full skip the rule in the kernel: every pair in them must be allowed.
+              for (const e of layout ? layoutEntries(layout, qb, h) : []) {
+                if (!e.full) continue;
+                for (let j = e.start * layout!.blockK; j < Math.min((e.start + e.blocks) * layout!.blockK, c.m); j++) {
+                  if (!causal || j <= p) expect(spec.allowed!(p, j, h, c), `${id}: a full run holds a disallowed pair (${i}, ${j}): ${describeCase(c)}`).toBe(true);
+                }
+              }
               for (let j = 0; j < c.m; j++) {
                 const ok = spec.allowed!(p, j, h, c) && (!causal || j <= p);
                 const inBlock = !visited || visited.has(Math.floor(j / layout!.blockK));
@@ -98,6 +108,8 @@ describe('fused kernel layouts and rules cover exactly the pattern', () => {
                   const s = rule.seek(p, j, h);
                   expect(s, `${id} seek(${p}, ${j}, ${h})`).toBeGreaterThanOrEqual(j);
                   if (nextAllowed < Infinity) expect(s, `${id} seek(${p}, ${j}, ${h}) skips allowed key ${nextAllowed}: ${describeCase(c)}`).toBeLessThanOrEqual(nextAllowed);
+                  // An exact seek (the kernel then skips the weight check) lands only on allowed keys.
+                  if (rule.exactSeek && s < c.m) expect(spec.allowed!(p, s, h, c), `${id}: exact seek(${p}, ${j}, ${h}) = ${s} is not allowed: ${describeCase(c)}`).toBe(true);
                 }
               }
             }

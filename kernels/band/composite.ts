@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { DISALLOWED_SCORE } from '../shared/masking.js';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Dims } from '../../src/core/types.js';
 
@@ -129,7 +130,7 @@ interface BandForward {
 /**
  * The forward pass on blocks, with the weights as two broadcast factors: per head `wh`
  * `[1, KH, 1, G·bq, Lw]` and per window key `valid` `[B|1, 1, nQB, 1, Lw]`. Disallowed keys get a
- * −1e30 score penalty (so the row max ignores them and their exp is 0) and weight 0; `step`
+ * {@link DISALLOWED_SCORE} penalty (so the row max ignores them and their exp is 0) and weight 0; `step`
  * keeps the penalty's gradient 0. About 8 score-sized tensors.
  */
 function forwardBlocks(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: Dims, g: BandGeometry, wh: tf.Tensor, valid: tf.Tensor, scale: number, withEOverD: boolean): BandForward {
@@ -138,7 +139,7 @@ function forwardBlocks(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: Dim
   const gidx = tf.tensor1d(g.idx, 'int32');
   const kw = tf.reshape(tf.gather(k, gidx, 2), [batch, kvHeads, g.nQB, g.Lw, d]);
   const vw = tf.reshape(tf.gather(v, gidx, 2), [batch, kvHeads, g.nQB, g.Lw, dv]);
-  const penalty = (t: tf.Tensor) => tf.mul(tf.sub(tf.step(t), 1), 1e30);
+  const penalty = (t: tf.Tensor) => tf.mul(tf.sub(tf.step(t), 1), -DISALLOWED_SCORE);
   const sm = tf.add(tf.add(tf.matMul(qb, kw, false, true), penalty(wh)), penalty(valid));
   const e = tf.exp(tf.sub(sm, tf.max(sm, -1, true)));
   const we = tf.mul(tf.mul(e, wh), valid);

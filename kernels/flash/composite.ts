@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { DISALLOWED_SCORE } from '../shared/masking.js';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Dims } from '../../src/core/types.js';
 
@@ -63,9 +64,9 @@ export function denseComposite(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, d
   let s: tf.Tensor = step(qs, (x) => tf.matMul(x as tf.Tensor4D, k, false, true)); // [b, kvH, g·n, m]
   s = step(s, (x) => tf.reshape(x, [batch, heads, n, m])); // head h = kvh·group + g
   if (mask) {
-    // Disallowed scores get −1e30 so the row max ignores them; the 0/1 mask then zeroes them
-    // exactly, and a row with no allowed key sums to 0 and outputs 0 (divNoNan).
-    const bias = tf.tidy(() => tf.mul(tf.sub(mask, 1), 1e30));
+    // Disallowed scores get DISALLOWED_SCORE so the row max ignores them; the 0/1 mask then zeroes
+    // them exactly, and a row with no allowed key sums to 0 and outputs 0 (divNoNan).
+    const bias = tf.tidy(() => tf.mul(tf.sub(mask, 1), -DISALLOWED_SCORE));
     s = step(s, (x) => tf.add(x, bias));
     bias.dispose();
   }

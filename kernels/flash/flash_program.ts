@@ -8,8 +8,9 @@
  * several it writes partial rows `[batch·heads, splits, n, dv + 4]` holding the unnormalized
  * accumulator followed by `(rowMax, rowSum, 0, 0)`, which {@link MergeProgram} combines.
  *
- * Two key-loop modes: dense (keys `[0, m)` cut into split chunks) and block-sparse (the key
- * blocks a CSR layout lists for the query block, cut into split chunks of layout entries).
+ * Two key-loop modes: dense (keys `[0, m)` cut into split chunks) and block-sparse (the runs of
+ * key blocks a CSR layout lists for the query block, cut into split chunks of layout entries;
+ * a run marked full skips the element rule).
  * Either can apply an element rule `ruleWeight(p, j, h)` (0 skip, 1 keep, between: a soft
  * weight, giving `l = l·c + w·e`, `acc = acc·c + w·e·v`); a seeking rule also defines
  * `ruleSeek(p, j, h)`, and the key loop jumps from one candidate key to the next (band starts,
@@ -33,7 +34,7 @@ export interface FlashUniforms {
   heads: number;
   group: number;
   kvHeads: number;
-  /** Keys (dense mode) or layout entries (block-sparse mode) per split. */
+  /** Keys per split (dense mode; block-sparse rows compute their own share). */
   chunk: number;
   splits: number;
   /** Block-sparse mode only (0 otherwise). */
@@ -49,13 +50,13 @@ export interface FlashUniforms {
 export interface FlashVariant {
   causal: boolean;
   splits: number;
-  /** Block-sparse: keys come from a CSR layout (`rowStart`, `keyBlocks` inputs). */
+  /** Block-sparse: keys come from a CSR layout (`rowStart`, and `entries`: (first block, blocks·2 + full, visited keys before it in its row) triples). */
   sparse: boolean;
   /**
    * Element rule WGSL (defines `ruleWeight`, and `ruleSeek` when `seeks`) and its shaderKey
    * part, or null for "all allowed".
    */
-  rule: { key: string; wgsl: string; usesParams: boolean; seeks?: boolean } | null;
+  rule: { key: string; wgsl: string; usesParams: boolean; seeks?: boolean; init?: boolean; exactSeek?: boolean } | null;
 }
 
 export class FlashAttentionProgram implements WebGPUProgram {
@@ -84,13 +85,13 @@ export class FlashAttentionProgram implements WebGPUProgram {
     this.d4 = dPad / 4;
     this.dv4 = dvPad / 4;
     const { splits, sparse, rule, causal } = variant;
-    this.variableNames = ['q', 'k', 'v', 'keyLength', ...(sparse ? ['rowStart', 'keyBlocks'] : []), ...(rule?.usesParams ? ['params'] : [])];
+    this.variableNames = ['q', 'k', 'v', 'keyLength', ...(sparse ? ['rowStart', 'entries'] : []), ...(rule?.usesParams ? ['params'] : [])];
     this.variableComponents = [4, 4, 4, ...this.variableNames.slice(3).map(() => 1)];
     this.outputShape = splits === 1 ? [batch, heads, n, dvPad] : [batch * heads, splits, n, dvPad + 4];
     this.dispatch = [Math.ceil(n / ROWS_PER_WORKGROUP), batch * heads, splits];
     this.shaderKey =
       `AttnCatalogFlash_${this.d4}_${this.dv4}_${causal ? 'c' : 'nc'}_${splits === 1 ? 'single' : 'split'}` +
-      `_${sparse ? 'csr' : 'dense'}_${rule ? `rule${rule.seeks ? 'Seek' : ''}[${rule.key}]` : 'all'}`;
+      `_${sparse ? 'csr' : 'dense'}_${rule ? `rule${rule.seeks ? (rule.exactSeek ? 'SeekExact' : 'Seek') : ''}${rule.init ? 'Init' : ''}[${rule.key}]` : 'all'}`;
   }
 
   /** Uniform list for `runWebGPUProgram`, matching `uniforms`. */
@@ -104,9 +105,9 @@ export class FlashAttentionProgram implements WebGPUProgram {
   }
 
   /** The per-key body: online softmax update with the rule's weight. */
-  private keyBody(indent: string): string {
+  private keyBody(indent: string, withRule = !!this.variant.rule): string {
     const { d4, dv4 } = this;
-    const rule = this.variant.rule;
+    const rule = withRule;
     // Rescale the running state only when the row max grows (rare after the first keys), so the
     // common case costs one exp and one multiply-add per vec4.
     const body = [
@@ -140,20 +141,45 @@ export class FlashAttentionProgram implements WebGPUProgram {
       ? `    // Block-sparse: visit only the key blocks the layout lists for this query block.
     let lh = min(h, uniforms.layoutHeads - 1);
     let rs = lh * (uniforms.numQBlocks + 1) + (row + uniforms.rowOffset) / uniforms.blockQ;
-    let eEnd = rowStart[rs + 1];
-    let eStart = rowStart[rs] + part * uniforms.chunk;
-    let eStop = min(eStart + uniforms.chunk, eEnd);
-    for (var ei = eStart; ei < eStop; ei = ei + 1) {
-      let j0 = keyBlocks[ei] * uniforms.blockK;
-      let j1 = min(j0 + uniforms.blockK, kEnd);
-      ${keyLoop('j0', 'j1')} {
+    let e0 = rowStart[rs];
+    let e1 = rowStart[rs + 1];
+    // This split's share of the row's visited keys, counted along its runs.
+    var wLo = 0;
+    var wHi = 0;
+    if (e1 > e0) {
+      let total = entries[3 * (e1 - 1) + 2] + (entries[3 * (e1 - 1) + 1] >> 1) * uniforms.blockK;
+      let share = (total + uniforms.splits - 1) / uniforms.splits;
+      wLo = part * share;
+      wHi = wLo + share;
+    }
+    for (var ei = e0; ei < e1; ei = ei + 1) {
+      let r0 = entries[3 * ei] * uniforms.blockK;
+      let run = entries[3 * ei + 1];
+      let c0 = entries[3 * ei + 2];
+      let len = (run >> 1) * uniforms.blockK;
+      let j0 = r0 + clamp(wLo - c0, 0, len);
+      let j1 = min(r0 + clamp(wHi - c0, 0, len), kEnd);
+${
+  rule
+    ? `      if ((run & 1) == 1) {
+        // A full run: every pair is allowed, the rule is skipped.
+        for (var j = j0; j < j1; j = j + 1) {
+${this.keyBody('          ', false)}
+        }
+      } else {
+        ${keyLoop('j0', 'j1')} {
+${this.keyBody('          ', !(rule.seeks && rule.exactSeek))}
+        }
+      }`
+    : `      for (var j = j0; j < j1; j = j + 1) {
 ${this.keyBody('        ')}
-      }
+      }`
+}
     }`
       : `    let jStart = part * uniforms.chunk;
     let jEnd = min(jStart + uniforms.chunk, kEnd);
     ${keyLoop('jStart', 'jEnd')} {
-${this.keyBody('      ')}
+${this.keyBody('      ', !!rule && !(rule.seeks && rule.exactSeek))}
     }`;
     return `
   ${rule ? rule.wgsl : ''}
@@ -176,6 +202,7 @@ ${unroll(dv4, (t) => `    var acc${t} = vec4<f32>(0.0);`)}
     var rowMax = -3.0e38;
     var rowSum = 0.0;
     let kvBase = (b * uniforms.kvHeads + kvh) * uniforms.m;
+    ${rule?.init ? 'ruleInit(p, h);' : ''}
 ${loops}
 ${
   split

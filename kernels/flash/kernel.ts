@@ -9,9 +9,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { Dims } from '../../src/core/types.js';
 import { FlashAttentionProgram, MergeProgram, type FlashVariant } from './flash_program.js';
-import type { BlockLayout, ElementRule } from './layout.js';
+import { layoutEntryData, layoutShape, type BlockLayout, type ElementRule } from './layout.js';
 import { activeKernelLimits } from '../shared/limits.js';
 import { registerOnce } from '../shared/register.js';
+import { kernelInputs } from '../shared/inputs.js';
 import { planFlash, type FlashPlan } from './plan.js';
 import type { WebGPUBackend } from '../shared/webgpu_types.js';
 
@@ -33,12 +34,14 @@ interface FlashAttrs {
   ruleWgsl: string;
   ruleParams: boolean;
   ruleSeeks: boolean;
+  ruleInit: boolean;
+  ruleExactSeek: boolean;
 }
 
 const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: NamedAttrMap }) => {
   const gpu = backend as WebGPUBackend;
   const a = attrs as unknown as FlashAttrs;
-  const { q, k, v, keyLength, rowStart, keyBlocks, params } = inputs;
+  const { q, k, v, keyLength, rowStart, entries, params } = inputs;
   const [batch, heads, n, dPad] = q.shape;
   const [, kvHeads, m] = k.shape;
   const dvPad = v.shape[3];
@@ -46,14 +49,14 @@ const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, Te
     causal: a.causal,
     splits: a.splits,
     sparse: a.sparse,
-    rule: a.ruleKey ? { key: a.ruleKey, wgsl: a.ruleWgsl, usesParams: a.ruleParams, seeks: a.ruleSeeks } : null,
+    rule: a.ruleKey ? { key: a.ruleKey, wgsl: a.ruleWgsl, usesParams: a.ruleParams, seeks: a.ruleSeeks, init: a.ruleInit, exactSeek: a.ruleExactSeek } : null,
   };
   const program = new FlashAttentionProgram(batch, heads, n, dPad, dvPad, variant);
   const uniforms = FlashAttentionProgram.uniformData({
     scale: a.scale, n, m, heads, group: heads / kvHeads, kvHeads, chunk: a.chunk, splits: a.splits,
     blockQ: a.blockQ, blockK: a.blockK, numQBlocks: a.numQBlocks, layoutHeads: a.layoutHeads, rowOffset: a.rowOffset,
   });
-  const programInputs = [q, k, v, keyLength, ...(a.sparse ? [rowStart, keyBlocks] : []), ...(a.ruleParams ? [params] : [])];
+  const programInputs = [q, k, v, keyLength, ...(a.sparse ? [rowStart, entries] : []), ...(a.ruleParams ? [params] : [])];
   const first = gpu.runWebGPUProgram(program as never, programInputs, 'float32', uniforms as never);
   if (a.splits === 1) return first;
   const merge = new MergeProgram(batch, heads, n, dvPad);
@@ -84,7 +87,7 @@ export interface FlashOptions {
 export function planFor(dims: Dims, opts: FlashOptions): FlashPlan {
   const layout = opts.layout;
   return planFlash(dims, activeKernelLimits(), {
-    layout: layout ? { blockK: layout.blockK, maxBlocksPerRow: layout.maxBlocksPerRow, nnz: layout.keyBlocks.length } : undefined,
+    layout: layout ? layoutShape(layout) : undefined,
     extraBindings: (layout ? 2 : 0) + (opts.rule?.params || opts.rule?.paramsTensor ? 1 : 0),
   });
 }
@@ -95,18 +98,12 @@ export function planFor(dims: Dims, opts: FlashOptions): FlashPlan {
  */
 export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: Dims, opts: FlashOptions, plan: FlashPlan): tf.Tensor4D {
   return tf.tidy(() => {
-    const padLast = (t: tf.Tensor4D, to: number) => (t.shape[3] === to ? t : tf.pad(t, [[0, 0], [0, 0], [0, 0], [0, to - t.shape[3]]]));
-    const kl =
-      opts.keyLength instanceof tf.Tensor
-        ? opts.keyLength
-        : tf.tensor1d(opts.keyLength ?? new Array(dims.batch).fill(dims.m), 'int32');
     const layout = opts.layout ?? null;
     const rule = opts.rule ?? null;
-    const inputs: Record<string, tf.Tensor> = { q: padLast(q, plan.dPad), k: padLast(k, plan.dPad), v: padLast(v, plan.dvPad), keyLength: kl };
+    const inputs: Record<string, tf.Tensor> = { ...kernelInputs(q, k, v, dims, opts.keyLength, plan.dPad, plan.dvPad) };
     if (layout) {
       inputs.rowStart = tf.tensor1d(layout.rowStart, 'int32');
-      // An empty layout still needs a non-empty binding.
-      inputs.keyBlocks = tf.tensor1d(layout.keyBlocks.length ? layout.keyBlocks : new Int32Array(1), 'int32');
+      inputs.entries = tf.tensor1d(layoutEntryData(layout), 'int32');
     }
     if (rule?.paramsTensor) inputs.params = rule.paramsTensor;
     else if (rule?.params) inputs.params = tf.tensor1d(rule.params.length ? rule.params : new Float32Array(1), 'float32');
@@ -125,6 +122,8 @@ export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: D
       ruleWgsl: rule?.wgsl ?? '',
       ruleParams: !!(rule?.params || rule?.paramsTensor),
       ruleSeeks: !!rule?.seeks,
+      ruleInit: !!rule?.init,
+      ruleExactSeek: !!rule?.exactSeek,
     };
     registerOnce(flashKernelConfig);
     const out = tf.engine().runKernel(FLASH_KERNEL, inputs, attrs as unknown as NamedAttrMap) as tf.Tensor4D;

@@ -35,10 +35,116 @@ export interface BlockLayout {
   layoutHeads: number;
   /** `[layoutHeads · (numQBlocks + 1)]` offsets into `keyBlocks`, absolute (head h's row starts at h·(numQBlocks+1)). */
   rowStart: Int32Array;
-  /** Visited key block indices, ascending within a row. */
+  /** First key block of each entry (a run of consecutive visited blocks), ascending within a row. */
   keyBlocks: Int32Array;
-  /** Max visited blocks of any query block (bounds the kernel's loop). */
+  /**
+   * Per entry: `blocks · 2 + full`, the run's length in blocks and whether every pair in it is
+   * allowed (then the kernel skips the element rule there). Absent: every entry is one partial block.
+   */
+  runs?: Int32Array;
+  /** Max visited blocks of any query block. */
   maxBlocksPerRow: number;
+  /** Max entries of any query block (bounds the kernel's entry loop). Default `maxBlocksPerRow`. */
+  maxEntriesPerRow?: number;
+  /** Longest run in blocks (bounds one entry's key loop). Default 1. */
+  maxRunBlocks?: number;
+}
+
+/** One entry of a layout row: `blocks` consecutive key blocks from `start`, full or partial. */
+export interface LayoutEntry {
+  start: number;
+  blocks: number;
+  full: boolean;
+}
+
+/** The layout facts a kernel plan needs. */
+export function layoutShape(layout: BlockLayout): { blockK: number; maxBlocksPerRow: number; maxEntriesPerRow: number; maxRunBlocks: number; nnz: number } {
+  return {
+    blockK: layout.blockK,
+    maxBlocksPerRow: layout.maxBlocksPerRow,
+    maxEntriesPerRow: layout.maxEntriesPerRow ?? layout.maxBlocksPerRow,
+    maxRunBlocks: layout.maxRunBlocks ?? 1,
+    nnz: layout.keyBlocks.length,
+  };
+}
+
+/** The entries of query block qb for head h. */
+export function layoutEntries(layout: BlockLayout, qb: number, h: number): LayoutEntry[] {
+  const lh = layout.layoutHeads === 1 ? 0 : h;
+  const base = lh * (layout.numQBlocks + 1);
+  const out: LayoutEntry[] = [];
+  for (let e = layout.rowStart[base + qb]; e < layout.rowStart[base + qb + 1]; e++) {
+    const run = layout.runs ? layout.runs[e] : 2;
+    out.push({ start: layout.keyBlocks[e], blocks: run >> 1, full: (run & 1) === 1 });
+  }
+  return out;
+}
+
+/**
+ * The kernel's `entries` input: per entry its first block, `blocks·2 + full`, and the visited
+ * keys of its row before it (so that key splits can share a row's keys evenly), interleaved;
+ * never empty (an empty layout still needs a binding).
+ */
+export function layoutEntryData(layout: BlockLayout): Int32Array {
+  const nnz = layout.keyBlocks.length;
+  const out = new Int32Array(Math.max(3, 3 * nnz));
+  const rows = layout.rowStart;
+  for (let r = 0; r + 1 < rows.length; r++) {
+    let cum = 0;
+    for (let e = rows[r]; e < rows[r + 1]; e++) {
+      const run = layout.runs ? layout.runs[e] : 2;
+      out[3 * e] = layout.keyBlocks[e];
+      out[3 * e + 1] = run;
+      out[3 * e + 2] = cum;
+      cum += (run >> 1) * layout.blockK;
+    }
+  }
+  return out;
+}
+
+/** Whether every entry of the layout is full (then the kernel needs no element rule at all). */
+export function layoutAllFull(layout: BlockLayout): boolean {
+  return !!layout.runs && layout.runs.every((r) => (r & 1) === 1);
+}
+
+/** Builds a layout from its rows of entries (`rows[h · numQBlocks + qb]`). */
+export function buildLayoutFromEntries(opts: {
+  blockQ: number;
+  blockK: number;
+  rowOffset: number;
+  numQBlocks: number;
+  layoutHeads: number;
+  rows: LayoutEntry[][];
+}): BlockLayout {
+  const { blockQ, blockK, rowOffset, numQBlocks, layoutHeads, rows } = opts;
+  const rowStart = new Int32Array(layoutHeads * (numQBlocks + 1));
+  const nnz = rows.reduce((a, r) => a + r.length, 0);
+  const keyBlocks = new Int32Array(nnz);
+  const runs = new Int32Array(nnz);
+  let e = 0;
+  let maxBlocksPerRow = 0;
+  let maxEntriesPerRow = 0;
+  let maxRunBlocks = 1;
+  for (let h = 0; h < layoutHeads; h++) {
+    for (let qb = 0; qb < numQBlocks; qb++) {
+      rowStart[h * (numQBlocks + 1) + qb] = e;
+      const row = rows[h * numQBlocks + qb];
+      let blocks = 0;
+      for (const x of row) {
+        keyBlocks[e] = x.start;
+        runs[e] = x.blocks * 2 + (x.full ? 1 : 0);
+        blocks += x.blocks;
+        maxRunBlocks = Math.max(maxRunBlocks, x.blocks);
+        e++;
+      }
+      maxBlocksPerRow = Math.max(maxBlocksPerRow, blocks);
+      maxEntriesPerRow = Math.max(maxEntriesPerRow, row.length);
+    }
+    rowStart[h * (numQBlocks + 1) + numQBlocks] = e;
+  }
+  const layout: BlockLayout = { blockQ, blockK, numQBlocks, layoutHeads, rowStart, keyBlocks, runs, maxBlocksPerRow, maxEntriesPerRow, maxRunBlocks };
+  if (rowOffset) layout.rowOffset = rowOffset;
+  return layout;
 }
 
 /**
@@ -70,12 +176,15 @@ export interface ElementRule {
    * `ruleWeight`. Default false.
    */
   seeks?: boolean;
+  /** Whether `ruleSeek` lands only on allowed keys of weight 1: the kernel then skips `ruleWeight` after a seek. Default false. */
+  exactSeek?: boolean;
+  /** Whether `wgsl` defines `fn ruleInit(p : i32, h : i32)`, which the kernel calls once per query row before any key. Default false. */
+  init?: boolean;
   /** The TypeScript twin of `ruleSeek` (required when `seeks`). */
   seek?(p: number, j: number, h: number): number;
 }
 
-/** What `ruleSeek` returns to end a key range ("no candidate left"). */
-export const SEEK_END = 1 << 30;
+export { SEEK_END } from './rule.js';
 
 /**
  * Builds a layout from a function listing, for query block `qb` (and head `h` when per-head),
@@ -113,11 +222,9 @@ export function buildLayout(opts: {
   return layout;
 }
 
-/** Visited key blocks of query block qb for head h (a view into the layout). */
-export function layoutRow(layout: BlockLayout, qb: number, h: number): Int32Array {
-  const lh = layout.layoutHeads === 1 ? 0 : h;
-  const base = lh * (layout.numQBlocks + 1);
-  return layout.keyBlocks.subarray(layout.rowStart[base + qb], layout.rowStart[base + qb + 1]);
+/** Visited key blocks of query block qb for head h, ascending. */
+export function layoutRow(layout: BlockLayout, qb: number, h: number): number[] {
+  return layoutEntries(layout, qb, h).flatMap((e) => Array.from({ length: e.blocks }, (_, t) => e.start + t));
 }
 
 /** Number of (query, key) pairs the layout visits for one head (work and gather size). */

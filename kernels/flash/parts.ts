@@ -13,14 +13,8 @@
  *
  * @module
  */
+import { DISALLOWED_SCORE } from '../shared/masking.js';
 
-/**
- * The additive score bias of a pair that is not allowed (exp underflows to exactly 0). It must
- * stay above −1e20: tfjs-backend-webgl's max reduction starts from −1e20, so a row whose every
- * entry is below that reads back as −1e20 and would pass the "has an allowed key" test
- * (`max > NEG / 10`). Scores themselves are many orders of magnitude smaller than 1e8.
- */
-export const NEG = -1e9;
 
 /** What a variant declares for one part; {@link buildPart} turns it into a {@link GatherPart}. */
 export interface PartDef {
@@ -50,7 +44,7 @@ export interface GatherPart {
   rows: Int32Array | null;
   /** `[layoutHeads, NG, V]` keys (−1 = padding slot), or null for all m keys in order (then NG = 1, V = m). */
   keys: Int32Array | null;
-  /** `[layoutHeads, NG, G, V]` additive score bias: log(weight) where allowed, {@link NEG} elsewhere. */
+  /** `[layoutHeads, NG, G, V]` additive score bias: log(weight) where allowed, {@link DISALLOWED_SCORE} elsewhere. */
   bias: Float32Array;
   /** `[layoutHeads, n]` slot of each row in `rows` (NG·G: not in this part), or null when `rows` is null. */
   inverse: Int32Array | null;
@@ -181,7 +175,7 @@ export function buildPart(def: PartDef, n: number, m: number, heads: number, cau
   if (keys) {
     for (let h = 0; h < layoutHeads; h++) keyLists[h].forEach((list, gi) => keys.set(list, (h * numGroups + gi) * width));
   }
-  const bias = new Float32Array(layoutHeads * R * width).fill(NEG);
+  const bias = new Float32Array(layoutHeads * R * width).fill(DISALLOWED_SCORE);
   for (let h = 0; h < layoutHeads; h++) {
     for (let gi = 0; gi < numGroups; gi++) {
       for (let s = 0; s < groupSize; s++) {

@@ -22,6 +22,10 @@ export type { KernelLimits };
 export interface LayoutShape {
   blockK: number;
   maxBlocksPerRow: number;
+  /** Max entries (runs of blocks) of any query block. Default `maxBlocksPerRow`. */
+  maxEntriesPerRow?: number;
+  /** Longest run in blocks. Default 1. */
+  maxRunBlocks?: number;
   /** Total entries of the layout (keyBlocks length). */
   nnz: number;
 }
@@ -38,7 +42,7 @@ export interface PlanOptions {
 export interface FlashPlan {
   /** Number of key splits S (1: no partials, no merge). */
   splits: number;
-  /** Per split: keys (dense mode) or layout entries (block-sparse mode). */
+  /** Per split: keys (dense mode), or at most this many of a row's visited keys (block-sparse mode). */
   chunk: number;
   /** Head dims padded to a multiple of 4 (vec4 loads). */
   dPad: number;
@@ -52,9 +56,9 @@ export interface FlashPlan {
 /**
  * Plans the fused kernel for `dims` (dense mode), or for a block-sparse `layout`.
  *
- * Rule, with K the most keys one query row can visit (m, or maxBlocksPerRow·blockK):
- * `S = clamp(ceil(K / 256), 1, 4)`, raised until one split's loop trip count fits
- * LOOP_BUDGET, lowered (not below what the loop budget needs) while the partial buffer
+ * Rule, with K the most keys one query row can visit (m, or maxBlocksPerRow·blockK) and E the
+ * most layout entries of a query block (0 in dense mode): `S = clamp(ceil(K / 256), 1, 4)`,
+ * raised until one split's loop trip count `E + ceil(K / S)` fits LOOP_BUDGET, lowered (not below what the loop budget needs) while the partial buffer
  * exceeds the binding limit. With S fixed for long sequences the partial buffer is `O(n)`.
  *
  * @throws AttentionError when a buffer would exceed the device's limits.
@@ -70,14 +74,15 @@ export function planFlash(dims: Dims, limits: KernelLimits, opts: PlanOptions = 
     throw new AttentionError('q', `n <= ${maxGroups * ROWS_PER_WORKGROUP}`, `n = ${n}`);
   }
   checkBindingCount(limits, 5 + (opts.extraBindings ?? 0));
-  if (layout) check('layout', layout.nnz * 4);
-  // Trip count of one invocation for `units` loop units: keys (dense) or blocks of blockK keys plus the block loop.
-  const units = layout ? layout.maxBlocksPerRow : m;
-  const perUnit = layout ? layout.blockK + 1 : 1;
+  if (layout) check('layout', layout.nnz * 12);
+  // Dense mode: the keys are cut into S equal chunks. Block-sparse: each split takes an equal
+  // share of its row's visited keys (counted along the runs) and walks the row's entries, so
+  // one invocation loops at most over the entries plus its share.
   const keysPerRow = layout ? layout.maxBlocksPerRow * layout.blockK : m;
-  const minSplits = Math.max(1, Math.ceil((units * perUnit) / LOOP_BUDGET));
-  if (perUnit > LOOP_BUDGET) throw new AttentionError('layout.blockK', `at most ${LOOP_BUDGET - 1}`, `${perUnit - 1}`);
-  let splits = Math.max(Math.min(Math.ceil(keysPerRow / MIN_KEYS_PER_SPLIT), BASE_SPLITS, Math.max(units, 1)), minSplits, 1);
+  const entries = layout ? (layout.maxEntriesPerRow ?? layout.maxBlocksPerRow) : 0;
+  if (entries >= LOOP_BUDGET) throw new AttentionError('layout', `at most ${LOOP_BUDGET - 1} entries per query block`, `${entries}`);
+  const minSplits = Math.max(1, Math.ceil(keysPerRow / (LOOP_BUDGET - entries)));
+  let splits = Math.max(Math.min(Math.ceil(keysPerRow / MIN_KEYS_PER_SPLIT), BASE_SPLITS), minSplits, 1);
   const rowBytes = (dvPad + 4) * 4;
   const partial = (s: number) => (s === 1 ? 0 : batch * heads * s * n * rowBytes);
   while (splits > minSplits && partial(splits) > maxBind) splits--;
@@ -85,13 +90,13 @@ export function planFlash(dims: Dims, limits: KernelLimits, opts: PlanOptions = 
     throw new AttentionError('k', `at most ${maxGroups * LOOP_BUDGET} keys per query`, `${keysPerRow}`);
   }
   check('k (split partials)', partial(splits));
-  const chunk = Math.max(1, Math.ceil(units / splits));
+  const chunk = Math.max(1, Math.ceil(keysPerRow / splits));
   return {
     splits,
     chunk,
     dPad,
     dvPad,
     partialBytes: partial(splits),
-    maxLoopIterations: Math.max(chunk * perUnit, splits > 1 ? 2 * splits : 0),
+    maxLoopIterations: Math.max(entries + chunk, splits > 1 ? 2 * splits : 0),
   };
 }

@@ -11,7 +11,7 @@ import { webgpuLimits } from '../../src/core/backend.js';
 import { resolveImplementation } from '../../src/core/dispatch.js';
 import { AttentionError } from '../../src/core/errors.js';
 import type { Dims, Implementation } from '../../src/core/types.js';
-import type { BlockLayout, ElementRule } from './layout.js';
+import { layoutShape, type BlockLayout, type ElementRule } from './layout.js';
 import { planFor, runFlash } from './kernel.js';
 import { planFlash } from './plan.js';
 import { DISPATCH_OVERHEAD_BYTES } from '../shared/limits.js';
@@ -110,11 +110,11 @@ export function attendBlockSparseBytes(dims: Dims, path: 'kernel' | 'composite',
   const { layout, rule } = spec.kernel();
   const limits = planningLimits();
   const plan = planFlash(dims, limits, {
-    layout: layout ? { blockK: layout.blockK, maxBlocksPerRow: layout.maxBlocksPerRow, nnz: layout.keyBlocks.length } : undefined,
+    layout: layout ? layoutShape(layout) : undefined,
     extraBindings: (layout ? 2 : 0) + (rule?.params ? 1 : 0),
   });
   const { batch } = dims;
   const padCopies = padCopyBytes(dims, plan.dPad, plan.dvPad);
-  const uploads = 2 * 4 * (batch + (layout ? layout.rowStart.length + Math.max(1, layout.keyBlocks.length) : 0) + (rule?.params ? Math.max(1, rule.params.length) : 0));
+  const uploads = 2 * 4 * (batch + (layout ? layout.rowStart.length + Math.max(3, 3 * layout.keyBlocks.length) : 0) + (rule?.params ? Math.max(1, rule.params.length) : 0));
   return plan.partialBytes + padCopies + uploads + 3 * DISPATCH_OVERHEAD_BYTES;
 }

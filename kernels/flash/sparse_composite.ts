@@ -4,8 +4,8 @@
  *
  * For each part (see `parts.ts`): gather the part's query rows and, per group, its keys and
  * values into `[batch, heads, groups, keys, d]`; score `s·q·kᵀ` per group; add the part's
- * precomputed bias (0 allowed, NEG = −1e9 not: the rule, causal and padding) and, with `keyLength`,
- * NEG for keys past each batch element's length; softmax; multiply by the gathered values;
+ * precomputed bias (0 allowed, DISALLOWED_SCORE = −1e9 not: the rule, causal and padding) and, with `keyLength`,
+ * DISALLOWED_SCORE for keys past each batch element's length; softmax; multiply by the gathered values;
  * scatter rows back. Several parts are merged with their log-sum-exp (one softmax over the
  * union). Memory is O(rows · keys per group), never an n×m matrix.
  *
@@ -22,7 +22,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Dims } from '../../src/core/types.js';
-import { NEG, type GatherPart } from './parts.js';
+import type { GatherPart } from './parts.js';
+import { DISALLOWED_SCORE } from '../shared/masking.js';
 
 /** Bytes counted per op for its uniforms and other small per-dispatch buffers (webgpu). */
 export const OP_OVERHEAD_BYTES = 256;
@@ -207,7 +208,7 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, kl: Val | null, dims: Dims, 
     ex.free(kidx);
     const pastF = ex.op([B, LH, NG, 1, 1, V], () => tf.cast(past.t!, 'float32'));
     ex.free(past);
-    const klBias = ex.op([B, LH, NG, 1, 1, V], () => tf.mul(pastF.t!, NEG));
+    const klBias = ex.op([B, LH, NG, 1, 1, V], () => tf.mul(pastF.t!, DISALLOWED_SCORE));
     ex.free(pastF);
     bias = ex.op([B, LH, NG, 1, G, V], () => tf.add(bias0.t!, klBias.t!));
     ex.free(bias0, klBias);
@@ -220,7 +221,7 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, kl: Val | null, dims: Dims, 
     // Rows with no allowed key: softmax would spread evenly; they must output zeros.
     const bmax = ex.op([Bb, LH, NG, 1, G, 1], () => tf.max(bias.t!, -1, true));
     ex.free(bias);
-    const valid = ex.op([Bb, LH, NG, 1, G, 1], () => tf.cast(tf.greater(bmax.t!, NEG / 10), 'float32'), 2);
+    const valid = ex.op([Bb, LH, NG, 1, G, 1], () => tf.cast(tf.greater(bmax.t!, DISALLOWED_SCORE / 10), 'float32'), 2);
     ex.free(bmax);
     const p = ex.op([B, KHp, NG, Gp, G, V], () => tf.softmax(s3.t!));
     ex.free(s3);
@@ -238,8 +239,8 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, kl: Val | null, dims: Dims, 
   ex.free(s3);
   const e = ex.op([B, KHp, NG, Gp, G, V], () => tf.exp(sh.t!));
   ex.free(sh);
-  // A row whose keys are all disallowed has max ≈ NEG: zero its sum and accumulator.
-  const valid = ex.op([B, KHp, NG, Gp, G, 1], () => tf.cast(tf.greater(mx.t!, NEG / 10), 'float32'), 2);
+  // A row whose keys are all disallowed has max ≈ DISALLOWED_SCORE: zero its sum and accumulator.
+  const valid = ex.op([B, KHp, NG, Gp, G, 1], () => tf.cast(tf.greater(mx.t!, DISALLOWED_SCORE / 10), 'float32'), 2);
   const l0 = ex.op([B, KHp, NG, Gp, G, 1], () => tf.sum(e.t!, -1, true));
   const l = ex.op([B, KHp, NG, Gp, G, 1], () => tf.mul(l0.t!, valid.t!));
   ex.free(l0);
@@ -251,7 +252,7 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, kl: Val | null, dims: Dims, 
   ex.free(a6, valid);
   return {
     acc: scatterBack(ex, a, dims, part, dv, 0),
-    max: scatterBack(ex, mx, dims, part, 1, NEG),
+    max: scatterBack(ex, mx, dims, part, 1, DISALLOWED_SCORE),
     sum: scatterBack(ex, l, dims, part, 1, 0),
   };
 }

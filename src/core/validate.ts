@@ -4,8 +4,10 @@
  *
  * @module
  */
+import * as tf from '@tensorflow/tfjs-core';
 import { Tensor } from '@tensorflow/tfjs-core';
 import type { Tensor1D, Tensor4D } from '@tensorflow/tfjs-core';
+import { kernelAvailable } from './dispatch.js';
 import { AttentionError, show } from './errors.js';
 import type { ApplyOptions, Dims, Implementation, Problem } from './types.js';
 
@@ -91,9 +93,11 @@ export function validateCall(q: unknown, k: unknown, v: unknown, options: unknow
 /** Validates `options.implementation`. */
 export function checkImplementation(impl: unknown): Implementation {
   if (impl === undefined) return 'auto';
-  if (impl !== 'auto' && impl !== 'kernel' && impl !== 'composite') {
-    throw new AttentionError('options.implementation', "'auto', 'kernel' or 'composite'", show(impl));
-  }
+  return checkImplementationName('options.implementation', impl);
+}
+
+function checkImplementationName(name: string, impl: unknown): Implementation {
+  if (impl !== 'auto' && impl !== 'kernel' && impl !== 'composite') throw new AttentionError(name, "'auto', 'kernel' or 'composite'", show(impl));
   return impl;
 }
 
@@ -151,19 +155,36 @@ export function checkScale(value: unknown): number | undefined {
   return checkPositive('config.scale', value);
 }
 
-/** Resolves a {@link Problem} to dims. */
+/**
+ * Validates a {@link Problem} (every `memoryBytes` starts here) and resolves it to dims.
+ * @throws AttentionError naming the field, for a non-object, unknown keys, non-integer or
+ * non-positive sizes, `heads` not a multiple of `kvHeads`, or a bad `implementation` / `keyLength`.
+ */
 export function problemDims(p: Problem): Dims {
-  const kvHeads = p.kvHeads ?? p.heads;
-  return {
-    batch: p.batch,
-    heads: p.heads,
-    kvHeads,
-    group: p.heads / kvHeads,
-    n: p.n,
-    m: p.m ?? p.n,
-    d: p.d,
-    dv: p.dv ?? p.d,
-  };
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) throw new AttentionError('problem', 'an object { batch, heads, kvHeads?, n, m?, d, dv?, implementation?, keyLength? }', show(p));
+  const known = ['batch', 'heads', 'kvHeads', 'n', 'm', 'd', 'dv', 'implementation', 'keyLength'];
+  for (const key of Object.keys(p)) if (!known.includes(key)) throw new AttentionError(`problem.${key}`, `one of the fields ${known.join(', ')}`, 'an unknown field');
+  const batch = checkInt('problem.batch', p.batch, 1);
+  const heads = checkInt('problem.heads', p.heads, 1);
+  const kvHeads = p.kvHeads === undefined ? heads : checkInt('problem.kvHeads', p.kvHeads, 1);
+  if (heads % kvHeads !== 0) throw new AttentionError('problem.kvHeads', `a divisor of heads = ${heads}`, `${kvHeads}`);
+  const n = checkInt('problem.n', p.n, 1);
+  const m = p.m === undefined ? n : checkInt('problem.m', p.m, 1);
+  const d = checkInt('problem.d', p.d, 1);
+  const dv = p.dv === undefined ? d : checkInt('problem.dv', p.dv, 1);
+  if (p.implementation !== undefined) checkImplementationName('problem.implementation', p.implementation);
+  if (p.keyLength !== undefined) checkBool('problem.keyLength', p.keyLength);
+  return { batch, heads, kvHeads, group: heads / kvHeads, n, m, d, dv };
+}
+
+/**
+ * The path a {@link Problem} is sized for: its explicit `implementation`, or what `'auto'` picks
+ * on the active backend (the fused kernel where one is registered, else the composite).
+ */
+export function problemPath(p: Problem, hasKernel = true): 'kernel' | 'composite' {
+  const impl = p.implementation ?? 'auto';
+  if (impl !== 'auto') return impl;
+  return hasKernel && kernelAvailable() ? 'kernel' : 'composite';
 }
 
 /**
@@ -177,4 +198,40 @@ export function checkBaseConfig(id: string, config: unknown, keys: readonly stri
   const causal = c.causal === undefined ? false : checkBool('config.causal', c.causal);
   const scale = checkScale(c.scale);
   return scale === undefined ? { causal } : { causal, scale };
+}
+
+/** An explicit matrix parameter (tensor or nested array), validated but not yet copied: nothing dispatched. */
+export interface MatrixArg {
+  readonly name: string;
+  readonly shape: [number, number];
+  readonly source: tf.Tensor2D | number[][];
+}
+
+/**
+ * Validates an explicit matrix parameter of shape `what` (e.g. `'[d, M]'`): a live float32
+ * `tf.Tensor2D` or a rectangular nested array of finite numbers. Dispatches nothing: check every
+ * other constraint on its shape, then {@link ownMatrix} it.
+ */
+export function checkMatrix(name: string, value: unknown, what: string): MatrixArg {
+  if (value instanceof tf.Tensor) {
+    if (value.isDisposed) throw new AttentionError(name, 'a live tensor', 'a disposed tensor');
+    if (value.rank !== 2 || value.shape.some((s: number) => s === 0)) throw new AttentionError(name, `a tensor of shape ${what}`, `shape ${show(value.shape)}`);
+    if (value.dtype !== 'float32') throw new AttentionError(name, "dtype 'float32'", show(value.dtype));
+    return { name, shape: [value.shape[0], value.shape[1]], source: value as tf.Tensor2D };
+  }
+  if (!Array.isArray(value) || value.length === 0 || !value.every((r) => Array.isArray(r))) {
+    throw new AttentionError(name, `a tf.Tensor2D or a nested number array ${what}`, show(typeof value));
+  }
+  const cols = (value[0] as unknown[]).length;
+  if (cols === 0 || !value.every((r: unknown[]) => r.length === cols && r.every((x) => typeof x === 'number' && Number.isFinite(x)))) {
+    throw new AttentionError(name, `a rectangular ${what} array of finite numbers`, `rows of lengths ${show(value.map((r: unknown[]) => r.length))}`);
+  }
+  return { name, shape: [value.length, cols], source: value as number[][] };
+}
+
+/** A float32 copy of a checked matrix, owned by the caller, living on the active backend's device (made through one op). */
+export function ownMatrix(arg: MatrixArg): tf.Tensor2D {
+  const src = arg.source;
+  if (src instanceof tf.Tensor) return tf.clone(src);
+  return tf.tidy(() => tf.add(tf.tensor2d(src, arg.shape, 'float32'), 0)) as tf.Tensor2D;
 }

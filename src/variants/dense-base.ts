@@ -6,13 +6,12 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { AttentionError, show } from '../core/errors.js';
-import { kernelAvailable } from '../core/dispatch.js';
 import type { ApplyOptions, Attention, Complexity, DecodeState, Dims, Family, Implementation, Problem } from '../core/types.js';
 import {
   checkImplementation,
   checkTensor4D,
   validateCall,
-  problemDims,
+  problemDims, problemPath,
   validateQKV,
 } from '../core/validate.js';
 import { attendDense, attendDenseBytes } from '../../kernels/flash/attend.js';
@@ -37,12 +36,12 @@ export interface DecodeResult {
  * Dense attention over shared or grouped K/V heads; the class behind `dense` and `multi-query`.
  */
 export class DenseAttention<C extends DenseConfig = DenseConfig> implements Attention<C> {
-  readonly complexity: Complexity = { time: 'O(n·m·d)', memory: 'O(n) fused; O(n·m) composite' };
-
   constructor(
     readonly id: string,
     readonly family: Family,
     readonly config: Readonly<C & { causal: boolean }>,
+    /** The entry's catalog complexity (its `meta.complexity`). */
+    readonly complexity: Complexity,
   ) {}
 
   /** Extra head-grouping rule of a subclass (multi-query, grouped-query). */
@@ -78,8 +77,7 @@ export class DenseAttention<C extends DenseConfig = DenseConfig> implements Atte
    */
   memoryBytes(problem: Problem): number {
     const dims = problemDims(problem);
-    const impl: Implementation = problem.implementation ?? 'auto';
-    const path = impl === 'auto' ? (kernelAvailable() ? 'kernel' : 'composite') : impl;
+    const path = problemPath(problem);
     return attendDenseBytes(dims, path, this.config.causal || !!problem.keyLength);
   }
 

@@ -1,9 +1,9 @@
 /**
  * What every fixed, combined and global-token pattern variant shares: config checks, input
- * validation, the per-size cache of layouts and gather plans, dispatch to the block-sparse
- * kernel or composite, `memoryBytes` and `pattern()`. A variant only says which pairs are
- * allowed (`weight`), which key blocks each query block visits (the kernel's layout and rule)
- * and how the composite groups rows and keys (its parts).
+ * validation, the per-size cache of bound rules, layouts and gather plans, dispatch to the
+ * block-sparse kernel or composite, `memoryBytes` and `pattern()`. A variant states its pattern
+ * once — a rule built from `kernels/flash/rule.ts`'s pieces and its parameter values — and the
+ * kernel's layout and WGSL rule, the composite's parts and `pattern()` are derived from it.
  *
  * Not a catalog entry (no subpath of its own).
  *
@@ -13,11 +13,20 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { Tensor } from '@tensorflow/tfjs-core';
 import { attendBlockSparse, attendBlockSparseBytes, type SparseKernelPlan, type SparseSpec } from '../../kernels/flash/sparse_attend.js';
 import { buildPart, type GatherPart, type PartDef } from '../../kernels/flash/parts.js';
-import { kernelAvailable } from '../core/dispatch.js';
+import { deriveLayout, deriveParts } from '../../kernels/flash/derive.js';
+import { layoutAllFull, type ElementRule } from '../../kernels/flash/layout.js';
+import { bindRule, compileRule, type BoundRule, type ParamValues, type RuleDecl } from '../../kernels/flash/rule.js';
 import { AttentionError, show } from '../core/errors.js';
-import type { ApplyOptions, Attention, Complexity, Dims, Family, Implementation, Pattern, Problem } from '../core/types.js';
+import type { ApplyOptions, Attention, Complexity, Dims, Family, Pattern, Problem } from '../core/types.js';
 import { checkBaseConfig, checkInt, validateCall } from '../core/validate.js';
-import { problemDims } from '../core/validate.js';
+import { problemDims, problemPath } from '../core/validate.js';
+
+/** A config array with one value per query head: its config name, what one value is, the values. */
+export interface HeadArray {
+  name: string;
+  noun: string;
+  values: readonly number[];
+}
 
 /** Config fields every pattern variant has. */
 export interface PatternBaseConfig {
@@ -45,16 +54,6 @@ export function checkDilation(name: string, value: unknown): number | number[] {
   return checkInt(name, value, 1);
 }
 
-/** Checks that a per-head dilation array has one entry per query head. */
-export function checkDilationHeads(name: string, dilation: number | number[], heads: number): void {
-  if (Array.isArray(dilation) && dilation.length !== heads) {
-    throw new AttentionError(name, `one dilation per query head: ${heads} entries (heads of q)`, `${dilation.length} entries ${show(dilation)}`);
-  }
-}
-
-/** The dilation of query head h. */
-export const dilationOf = (dilation: number | number[], h: number): number => (Array.isArray(dilation) ? dilation[h] : dilation);
-
 /** Smallest power of two >= x, clamped to [lo, hi]. */
 export function pow2Clamp(x: number, lo: number, hi: number): number {
   let p = 1;
@@ -69,18 +68,38 @@ export function kernelBlockFor(b: number): number {
   return 1;
 }
 
-/** WGSL `i32` literal. */
-export const i32 = (x: number): string => `${Math.trunc(x)}`;
 
 interface CachedSpec {
+  bound?: BoundRule;
   kernel?: SparseKernelPlan;
   composite?: GatherPart[];
 }
 
 const CACHE_SIZE = 4;
 
+/** The kernel reads rule parameters (positions, table offsets) as f32: exact up to 2^24. */
+const MAX_EXACT_F32 = 1 << 24;
+
+/** The kernel's element rule of a bound pattern rule (its WGSL reads every parameter from `params`). */
+export function elementRuleOf(bound: BoundRule): ElementRule {
+  return {
+    key: bound.compiled.key,
+    wgsl: bound.compiled.wgsl,
+    params: bound.params,
+    weight: (p, j, h) => bound.weight(p, j, h),
+    seeks: true,
+    init: true,
+    exactSeek: bound.compiled.exactSeek,
+    seek: (p, j, h) => bound.seek(p, j, h),
+  };
+}
+
 /**
- * Base class of the block-sparse pattern variants.
+ * Base class of the block-sparse pattern variants. A variant states its pattern once — the
+ * rule's shape ({@link PatternAttention.rule}, built from `kernels/flash/rule.ts`'s pieces) and
+ * its parameter values ({@link PatternAttention.params}) — and everything else is derived here:
+ * `pattern()`, the kernel's layout (full and partial runs) and rule, the composite's parts,
+ * `memoryBytes`.
  *
  * @typeParam C - the variant's config type (defaults filled in).
  */
@@ -94,14 +113,59 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
     readonly complexity: Complexity,
   ) {}
 
+  /** The pattern's rule (its shape: one pipeline serves every parameter value), before causal and keyLength. */
+  protected abstract get rule(): RuleDecl;
+
+  /** The rule's parameter values for n queries over m keys and `heads` query heads. */
+  protected abstract params(n: number, m: number, heads: number): ParamValues;
+
+  /**
+   * Kernel block size and composite row-group size, in positions, for this size. Default 64.
+   * Block-structured patterns use a divisor of their block, so their runs are exactly full.
+   */
+  protected block(_n: number, _m: number): number {
+    return 64;
+  }
+
+  private entry(n: number, m: number, heads: number): CachedSpec {
+    const key = `${n},${m},${heads}`;
+    let entry = this.cache.get(key);
+    if (entry) {
+      this.cache.delete(key);
+    } else {
+      entry = {};
+      if (this.cache.size >= CACHE_SIZE) this.cache.delete(this.cache.keys().next().value as string);
+    }
+    this.cache.set(key, entry);
+    return entry;
+  }
+
+  /** The rule bound to this size's parameter values (cached). */
+  protected bound(n: number, m: number, heads: number): BoundRule {
+    const e = this.entry(n, m, heads);
+    return (e.bound ??= bindRule(compileRule(this.rule), this.params(n, m, heads), heads));
+  }
+
+  /** The fused kernel's layout and rule for this size (derived from the rule). */
+  protected kernelPlan(n: number, m: number, heads: number): SparseKernelPlan {
+    const bound = this.bound(n, m, heads);
+    if (bound.params.length > MAX_EXACT_F32) {
+      throw new AttentionError('k', `a rule parameter buffer of at most ${MAX_EXACT_F32} entries (f32 holds positions exactly up to 2^24)`, `${bound.params.length} for m = ${m}`, "Use implementation 'composite'.");
+    }
+    const layout = deriveLayout(bound, n, m, this.config.causal, this.block(n, m));
+    // Where every visited run is full the kernel needs no rule: one pipeline for all such patterns.
+    return { layout, rule: layoutAllFull(layout) ? null : elementRuleOf(bound) };
+  }
+
+  /** The composite's parts (disjoint, union = the pattern) for this size (derived from the rule). */
+  protected partDefs(n: number, m: number, heads: number): PartDef[] {
+    return deriveParts(this.bound(n, m, heads), n, m, this.config.causal, this.block(n, m));
+  }
+
   /** The pattern's weight of key j for the query at position p and query head h (0: not allowed), before causal and keyLength. */
-  protected abstract weight(p: number, j: number, h: number, n: number, m: number): number;
-
-  /** The fused kernel's layout and rule for this size. */
-  protected abstract kernelPlan(n: number, m: number, heads: number): SparseKernelPlan;
-
-  /** The composite's parts (disjoint, union = the pattern) for this size. */
-  protected abstract partDefs(n: number, m: number, heads: number): PartDef[];
+  protected weight(p: number, j: number, h: number, n: number, m: number): number {
+    return this.bound(n, m, h + 1).weight(p, j, h);
+  }
 
   /**
    * Length rules of the pattern. Default: n <= m (the queries are the last n of the m
@@ -113,11 +177,24 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
     }
   }
 
-  /** Head rules of the pattern (per-head parameters). Default: none. */
-  protected checkHeads(_heads: number): void {}
+  /** A config array with one value per query head (e.g. a per-head dilation), or null. */
+  protected headArray(): HeadArray | null {
+    return null;
+  }
 
-  /** Which query heads `pattern()` can describe. Default: any. */
-  protected checkHead(_head: number): void {}
+  /** Head rules of the pattern: a per-head array needs one entry per query head. */
+  protected checkHeads(heads: number): void {
+    const a = this.headArray();
+    if (a && a.values.length !== heads) {
+      throw new AttentionError(a.name, `one ${a.noun} per query head: ${heads} entries (heads of q)`, `${a.values.length} entries ${show(a.values)}`);
+    }
+  }
+
+  /** Which query heads `pattern()` can describe: with a per-head array, those it has entries for. */
+  protected checkHead(head: number): void {
+    const a = this.headArray();
+    if (a && head >= a.values.length) throw new AttentionError('head', `a query head below ${a.values.length} (entries of ${a.name})`, `${head}`);
+  }
 
   private checkDims(dims: Dims): void {
     this.checkSizes(dims.n, dims.m);
@@ -126,16 +203,7 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
 
   /** The cached spec of one size (layouts and gather plans are built on first use). */
   protected spec(n: number, m: number, heads: number): SparseSpec {
-    const key = `${n},${m},${heads}`;
-    let entry = this.cache.get(key);
-    if (entry) {
-      this.cache.delete(key);
-    } else {
-      entry = {};
-      if (this.cache.size >= CACHE_SIZE) this.cache.delete(this.cache.keys().next().value as string);
-    }
-    this.cache.set(key, entry);
-    const e = entry;
+    const e = this.entry(n, m, heads);
     return {
       kernel: () => (e.kernel ??= this.kernelPlan(n, m, heads)),
       composite: () =>
@@ -179,8 +247,7 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
   memoryBytes(problem: Problem): number {
     const dims = problemDims(problem);
     this.checkDims(dims);
-    const impl: Implementation = problem.implementation ?? 'auto';
-    const path = impl === 'auto' ? (kernelAvailable() ? 'kernel' : 'composite') : impl;
+    const path = problemPath(problem);
     return attendBlockSparseBytes(dims, path, this.spec(dims.n, dims.m, dims.heads), !!problem.keyLength);
   }
 
@@ -195,11 +262,12 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
     checkInt('head', head, 0);
     this.checkSizes(n, m);
     this.checkHead(head);
+    const bound = this.bound(n, m, head + 1);
     const rows: number[][] = [];
     for (let i = 0; i < n; i++) {
       const p = i + m - n;
       const row: number[] = [];
-      for (let j = 0; j < m; j++) if (this.weight(p, j, head, n, m) > 0) row.push(j);
+      for (let j = bound.seek(p, 0, head); j < m; j = bound.seek(p, j + 1, head)) if (bound.weight(p, j, head) > 0) row.push(j);
       rows.push(row);
     }
     return { n, m, rows };

@@ -33,7 +33,7 @@ export const adaptiveSpanSpec: VariantSpec = {
   }),
   reference: (q, k, v, c) => referenceWeighted(q, k, v, 1 / Math.sqrt(q.shape[3]), spanWeight(c)),
   causal: (c) => !!c.config.causal,
-  exact: true,
+  convexCombination: true,
   growth: { kernel: 'linear', composite: 'linear' },
   memoryCase: (n, seed) => ({
     config: { maxSpan: 128, ramp: 32, heads: 2 },

@@ -41,7 +41,7 @@ export const bigBirdSpec: VariantSpec = {
   allowed,
   reference: patternReference(allowed),
   causal: (c) => !!c.config.causal,
-  exact: true,
+  convexCombination: true,
   growth: { kernel: 'linear', composite: 'linear' },
   memoryCase: (n, seed) => memoryShape(n, seed, { block: 32, seed, causal: seed % 2 === 0 }, 1, 1),
   badConfigs: fc.oneof(

@@ -23,7 +23,7 @@ export const blockwiseSpec: VariantSpec = {
   allowed,
   reference: patternReference(allowed),
   causal: (c) => !!c.config.causal,
-  exact: true,
+  convexCombination: true,
   growth: { kernel: 'linear', composite: 'linear' },
   memoryCase: (n, seed) => memoryShape(n, seed, { block: 128, lookback: 2, causal: seed % 2 === 0 }, 1, 1),
   badConfigs: fc.oneof(fc.record({ block: badInts(1) }), fc.record({ lookback: badInts(0) }), fc.record({ window: fc.constant(3) })),

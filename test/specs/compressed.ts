@@ -102,7 +102,7 @@ export const compressedSpec: VariantSpec = {
   causal: (c) => !!c.config.causal,
   // Mode 'conv' outputs averages of convolved values, not of rows of v; the mean mode's
   // weights-are-a-distribution check is in patterns.test.ts.
-  exact: false,
+  convexCombination: false,
   // O(n·m/t) scores: with t ≈ sqrt(n), n^1.5 for the composite; fused: O(n) plus the O(m·d) reduction.
   growth: { kernel: 'linear', composite: 'n^1.5' },
   memoryCase: (n, seed) => memoryShape(n, seed, { stride: sqrtPow2(n), mode: seed % 2 === 0 ? 'mean' : 'conv', causal: seed % 3 === 0 }),

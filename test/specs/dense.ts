@@ -34,7 +34,7 @@ export const denseSpec: VariantSpec = {
   cases: denseLikeCases(divisors, fc.record({ causal: fc.boolean() }, { requiredKeys: [] })),
   reference: (q, k, v, c) => referenceDense(q, k, v, { causal: !!c.config.causal, keyLength: c.keyLength }),
   causal: (c) => !!c.config.causal,
-  exact: true,
+  convexCombination: true,
   growth: { kernel: 'linear', composite: 'quadratic' },
   memoryCase: (n, seed) => ({ config: { causal: seed % 2 === 0 }, batch: 1, heads: 2, kvHeads: 2, n, m: n, d: 16, dv: 16, keyLength: null, seed }),
   badConfigs: fc.oneof(

@@ -31,7 +31,7 @@ export const dilatedSpec: VariantSpec = {
   allowed,
   reference: patternReference(allowed),
   causal: (c) => !!c.config.causal,
-  exact: true,
+  convexCombination: true,
   growth: { kernel: 'linear', composite: 'linear' },
   // A span over 256 keys (w·r = 300 on head 1): the kernel splits, so its partials are O(n).
   memoryCase: (n, seed) => memoryShape(n, seed, { window: 100, dilation: [1, 3], causal: seed % 2 === 0 }),

@@ -20,7 +20,7 @@ export const etcSpec: VariantSpec = {
   allowed,
   reference: patternReference(allowed),
   causal: (c) => !!c.config.causal,
-  exact: true,
+  convexCombination: true,
   growth: { kernel: 'linear', composite: 'linear' },
   // radius > 192: even causal rows visit more than 256 keys, so the kernel splits (O(n) partials).
   memoryCase: (n, seed) => memoryShape(n, seed, { globalTokens: 4, radius: 200, causal: seed % 2 === 0 }, 1, 1),

@@ -13,7 +13,7 @@ export const linearSpec: VariantSpec = {
     referenceKernelized(q, k, v, { causal: !!c.config.causal, keyLength: c.keyLength, phi: c.config.featureMap === 'relu' ? logRelu : logElu1 }),
   causal: (c) => !!c.config.causal,
   // Weights φ(q_i)·φ(k_j) / Σ_j are non-negative and sum to 1: outputs are averages of v.
-  exact: true,
+  convexCombination: true,
   growth: { kernel: 'linear', composite: 'linear' },
   memoryCase: (n, seed) => ({
     config: { causal: true, featureMap: seed % 2 === 0 ? 'elu+1' : 'relu' },

@@ -72,7 +72,7 @@ export const linformerSpec: VariantSpec = {
   },
   causal: () => false,
   nonCausal: true,
-  exact: false,
+  convexCombination: false,
   growth: { kernel: 'linear', composite: 'linear' },
   memoryCase: (n, seed) => ({ config: { k: 32, maxLength: n, seed }, batch: 1, heads: 2, kvHeads: 2, n, m: n, d: 16, dv: 16, keyLength: null, seed }),
   badConfigs: fc.oneof(

@@ -15,7 +15,7 @@ export const localSpec: VariantSpec = {
   allowed,
   reference: patternReference(allowed),
   causal: (c) => !!c.config.causal,
-  exact: true,
+  convexCombination: true,
   growth: { kernel: 'linear', composite: 'linear' },
   // window > 192: even causal rows visit more than 256 keys, so the kernel splits (O(n) partials).
   memoryCase: (n, seed) => memoryShape(n, seed, { window: 200, causal: seed % 2 === 0 }, 1, 1),

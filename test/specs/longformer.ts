@@ -40,7 +40,7 @@ export const longformerSpec: VariantSpec = {
   allowed,
   reference: patternReference(allowed),
   causal: (c) => !!c.config.causal,
-  exact: true,
+  convexCombination: true,
   growth: { kernel: 'linear', composite: 'linear' },
   memoryCase: (n, seed) => memoryShape(n, seed, { window: 16, dilation: seed % 2 === 0 ? [1, 2] : 1, global: [0, 7, n / 2, n - 1], causal: seed % 3 === 0 }),
   badConfigs: fc.oneof(

@@ -14,7 +14,7 @@ export const multiQuerySpec: VariantSpec = {
   })),
   reference: (q, k, v, c) => referenceDense(q, k, v, { causal: !!c.config.causal, keyLength: c.keyLength }),
   causal: (c) => !!c.config.causal,
-  exact: true,
+  convexCombination: true,
   growth: { kernel: 'linear', composite: 'quadratic' },
   memoryCase: (n, seed) => ({ config: { causal: true, groups: 2 }, batch: 1, heads: 4, kvHeads: 2, n, m: n, d: 16, dv: 16, keyLength: null, seed }),
   badConfigs: fc.oneof(

@@ -58,7 +58,7 @@ export const performerSpec: VariantSpec = {
     }),
   causal: (c) => !!c.config.causal,
   // φ >= 0 for both kernels: the weights of a row are a distribution.
-  exact: true,
+  convexCombination: true,
   growth: { kernel: 'linear', composite: 'linear' },
   memoryCase: (n, seed) => ({
     config: { causal: true, features: 32, kernel: seed % 2 === 0 ? 'softmax' : 'relu', seed },

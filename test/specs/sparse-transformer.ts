@@ -25,7 +25,7 @@ export const sparseTransformerSpec: VariantSpec = {
   allowed,
   reference: patternReference(allowed),
   causal: (c) => !!c.config.causal,
-  exact: true,
+  convexCombination: true,
   // O(n·(t + m/t)): with t ≈ sqrt(n), n^1.5 for the composite; the fused kernel keeps O(n).
   growth: { kernel: 'linear', composite: 'n^1.5' },
   memoryCase: (n, seed) =>

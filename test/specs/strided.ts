@@ -13,7 +13,7 @@ export const stridedSpec: VariantSpec = {
   allowed,
   reference: patternReference(allowed),
   causal: (c) => !!c.config.causal,
-  exact: true,
+  convexCombination: true,
   // O(n·m/t): with t ≈ sqrt(n) the composite grows as n^1.5; the fused kernel keeps O(n).
   growth: { kernel: 'linear', composite: 'n^1.5' },
   memoryCase: (n, seed) => memoryShape(n, seed, { stride: sqrtPow2(n), causal: seed % 2 === 0 }),

@@ -44,8 +44,13 @@ export interface VariantSpec {
   causal(c: Case): boolean;
   /** True for variants that have no causal form at all (e.g. linformer): the no-look-ahead property is skipped. */
   nonCausal?: boolean;
-  /** Whether outputs are softmax averages of v (then the weights-are-a-distribution property runs). */
-  exact: boolean;
+  /**
+   * Whether every output row is a convex combination of v rows (weights >= 0 summing to 1, or
+   * all 0 for a query with no allowed key): then the weights-are-a-distribution property runs
+   * (v = identity). Not the catalog's `exactSoftmax` (linear and performer are convex
+   * combinations without being softmax attention).
+   */
+  convexCombination: boolean;
   /** Memory growth class per path, for the n → 4n property. */
   growth: { kernel: GrowthClass; composite: GrowthClass };
   /** A representative case at length n (m = n) for the memory property. */

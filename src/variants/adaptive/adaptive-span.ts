@@ -31,17 +31,22 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { kernelAvailable, resolveImplementation } from '../../core/dispatch.js';
+import { resolveImplementation } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
-import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
+import type { ApplyOptions, Attention, Complexity, Dims, Problem } from '../../core/types.js';
 import { checkBool, checkConfigKeys, checkInt, checkScale, validateCall } from '../../core/validate.js';
 import { bandComposite, bandCompositeBytes, bandCompositeWithGrad } from '../../../kernels/band/composite.js';
 import { planFlash } from '../../../kernels/flash/plan.js';
 import { DISPATCH_OVERHEAD_BYTES } from '../../../kernels/shared/limits.js';
 import { padCopyBytes, planningLimits } from '../../../kernels/shared/limits.js';
 import { planFor, runFlash } from '../../../kernels/flash/kernel.js';
-import { buildLayout, type BlockLayout, type ElementRule } from '../../../kernels/flash/layout.js';
-import { problemDims } from '../../core/validate.js';
+import { layoutShape, type BlockLayout, type ElementRule } from '../../../kernels/flash/layout.js';
+import { deriveLayout } from '../../../kernels/flash/derive.js';
+import { abs, add, bindRule, compileRule, headParamOffset, J, keyIn, P, param, sub, type BoundRule, type RuleDecl } from '../../../kernels/flash/rule.js';
+import { problemDims, problemPath } from '../../core/validate.js';
+import { meta } from './adaptive-span.meta.js';
+
+export { meta };
 
 /** Config of {@link adaptiveSpanAttention}. */
 export interface AdaptiveSpanConfig {
@@ -68,16 +73,25 @@ export interface ResolvedAdaptiveSpanConfig {
   scale?: number;
 }
 
-/** Query rows per block and keys per block of the fused path's band layout. */
-const BLOCK_Q = 64;
-const BLOCK_K = 32;
+/** Block size (positions) of the fused path's band layout. */
+const BLOCK = 32;
+
+/**
+ * The kernel's rule, stated once: keys within the reach `R + S` of the query, weighted by the
+ * soft mask `clamp((R + z_h − |p − j|) / R, 0, 1)` (causal keeps `j <= p` in the kernel).
+ */
+export const ADAPTIVE_SPAN_RULE: RuleDecl = {
+  allow: keyIn(sub(P, param('reach')), add(P, param('reach'))),
+  ramp: { x: abs(sub(P, J)), span: 'z', ramp: 'R' },
+};
 
 /** Adaptive-span attention; see the module comment. */
 export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConfig> {
-  readonly id = 'adaptive-span';
-  readonly family = 'adaptive' as const;
-  readonly complexity: Complexity = { time: 'O(n·(z+R)·d)', memory: 'O(n·(z+R))' };
+  readonly id = meta.id;
+  readonly family = meta.family;
+  readonly complexity: Complexity = meta.complexity;
   private readonly layouts = new Map<string, BlockLayout>();
+  private bound: BoundRule | null = null;
   private zVar: tf.Variable<tf.Rank.R1> | null;
 
   constructor(
@@ -123,50 +137,51 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
     });
   }
 
+  /** The kernel's rule bound to this config: the spans' values live on the device (bounds [0, S] on the host). */
+  private boundRule(): BoundRule {
+    return (this.bound ??= bindRule(compileRule(ADAPTIVE_SPAN_RULE), { reach: this.reach(), R: this.config.ramp }, this.config.heads, { z: [0, this.config.maxSpan] }));
+  }
+
   private bandLayout(n: number, m: number): BlockLayout {
     const key = `${n},${m}`;
     let layout = this.layouts.get(key);
     if (!layout) {
-      const W = this.reach();
-      const off = m - n;
-      const causal = this.config.causal;
-      layout = buildLayout({
-        n,
-        m,
-        blockQ: BLOCK_Q,
-        blockK: BLOCK_K,
-        visit: (qb) => {
-          const pLo = qb * BLOCK_Q + off;
-          const pHi = Math.min(qb * BLOCK_Q + BLOCK_Q, n) - 1 + off;
-          const jLo = Math.max(0, pLo - W);
-          const jHi = Math.min(m - 1, causal ? pHi : pHi + W);
-          const out: number[] = [];
-          for (let kb = Math.floor(jLo / BLOCK_K); kb * BLOCK_K <= jHi; kb++) out.push(kb);
-          return out;
-        },
-      });
+      layout = deriveLayout(this.boundRule(), n, m, this.config.causal, BLOCK);
       if (this.layouts.size > 16) this.layouts.clear();
       this.layouts.set(key, layout);
     }
     return layout;
   }
 
-  private rule(params: tf.Tensor1D): ElementRule {
+  /** The kernel's element rule, reading the spans from `params` (the bound rule's buffer with z, clamped, from the device). */
+  private rule(params: tf.Tensor1D | null): ElementRule {
+    const bound = this.boundRule();
+    const zAt = headParamOffset(bound.compiled, 'z', this.config.heads);
     let host: Float32Array | null = null;
     return {
-      key: 'adaptive-span',
-      // params = [R, z_0 … z_{H−1}] (z clamped to [0, S]); causal keeps j <= p in the kernel.
-      wgsl: `fn ruleWeight(p : i32, j : i32, h : i32) -> f32 {
-    let x = f32(abs(p - j));
-    return clamp((params[0] + params[h + 1] - x) / params[0], 0.0, 1.0);
-  }`,
-      params: null,
+      key: bound.compiled.key,
+      wgsl: bound.compiled.wgsl,
+      params: params ? null : bound.params,
       paramsTensor: params,
       weight: (p, j, h) => {
-        host ??= params.dataSync() as Float32Array;
-        return Math.min(1, Math.max(0, (host[0] + host[h + 1] - Math.abs(p - j)) / host[0]));
+        if (!bound.allowed(p, j, h)) return 0;
+        host ??= params ? (params.dataSync() as Float32Array) : bound.params;
+        return Math.min(1, Math.max(0, (this.config.ramp + host[zAt + h] - Math.abs(p - j)) / this.config.ramp));
       },
+      seeks: true,
+      init: true,
+      seek: (p, j, h) => bound.seek(p, j, h),
     };
+  }
+
+  /** The rule's params buffer on the device: the bound rule's host values with the clamped spans spliced in. */
+  private paramsTensor(): tf.Tensor1D {
+    const bound = this.boundRule();
+    const at = headParamOffset(bound.compiled, 'z', this.config.heads);
+    const host = bound.params;
+    return tf.tidy(() =>
+      tf.concat([tf.tensor1d(host.subarray(0, at)), tf.clipByValue(this.z, 0, this.config.maxSpan), tf.tensor1d(host.subarray(at + this.config.heads))]),
+    ) as tf.Tensor1D;
   }
 
   private checkHeads(dims: Dims): void {
@@ -192,9 +207,8 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
     const path = recording ? 'composite' : resolveImplementation(implementation);
     if (path === 'kernel') {
       const layout = this.bandLayout(dims.n, dims.m);
-      const ruleShape = { key: 'adaptive-span', wgsl: '', params: new Float32Array(1), weight: () => 0 };
-      const plan = planFor(dims, { causal: this.config.causal, scale, keyLength, layout, rule: ruleShape });
-      const params = tf.tidy(() => tf.concat([tf.tensor1d([this.config.ramp]), tf.clipByValue(this.z, 0, this.config.maxSpan)])) as tf.Tensor1D;
+      const plan = planFor(dims, { causal: this.config.causal, scale, keyLength, layout, rule: this.rule(null) });
+      const params = this.paramsTensor();
       try {
         return runFlash(q, k, v, dims, { causal: this.config.causal, scale, keyLength, layout, rule: this.rule(params) }, plan);
       } finally {
@@ -217,17 +231,17 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
    */
   memoryBytes(problem: Problem): number {
     const dims = problemDims(problem);
-    const impl: Implementation = problem.implementation ?? 'auto';
-    const path = impl === 'auto' ? (kernelAvailable() ? 'kernel' : 'composite') : impl;
+    const path = problemPath(problem);
     if (path === 'composite') return bandCompositeBytes(dims, this.reach(), this.config.causal) + (problem.keyLength ? dims.batch * dims.m * 12 : 0);
-    const { batch, heads, n, m } = dims;
+    const { batch, n, m } = dims;
     const layout = this.bandLayout(n, m);
     const limits = planningLimits();
-    const plan = planFlash(dims, limits, { layout: { blockK: layout.blockK, maxBlocksPerRow: layout.maxBlocksPerRow, nnz: layout.keyBlocks.length }, extraBindings: 3 });
+    const plan = planFlash(dims, limits, { layout: layoutShape(layout), extraBindings: 3 });
     const padCopies = padCopyBytes(dims, plan.dPad, plan.dvPad);
-    const layoutBytes = (layout.rowStart.length + Math.max(1, layout.keyBlocks.length)) * 4;
+    // The layout as uploaded (twice: webgpu may stage uploads through a second buffer).
+    const layoutBytes = 2 * (layout.rowStart.length + Math.max(3, 3 * layout.keyBlocks.length)) * 4;
     // Partials, padded copies, layout upload, rule parameters (and the concat's temporaries), key lengths, uniforms.
-    return plan.partialBytes + padCopies + layoutBytes + 4 * (heads + 1) * 4 + batch * 4 + 3 * DISPATCH_OVERHEAD_BYTES + 4096;
+    return plan.partialBytes + padCopies + layoutBytes + 4 * this.boundRule().params.length * 4 + batch * 4 + 3 * DISPATCH_OVERHEAD_BYTES + 4096;
   }
 
   /** The L1 penalty on the spans, Σ_h |z_h| (a new scalar tensor; differentiable with respect to z). */
@@ -271,7 +285,7 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
  */
 export function adaptiveSpanAttention(config: AdaptiveSpanConfig): AdaptiveSpanAttention {
   if (typeof config !== 'object' || config === null) throw new AttentionError('config', 'an object', show(config));
-  checkConfigKeys('adaptive-span', config, ['maxSpan', 'ramp', 'z', 'heads', 'causal', 'scale']);
+  checkConfigKeys(meta.id, config, ['maxSpan', 'ramp', 'z', 'heads', 'causal', 'scale']);
   const maxSpan = checkInt('config.maxSpan', config.maxSpan, 1);
   const ramp = config.ramp === undefined ? 32 : checkInt('config.ramp', config.ramp, 1);
   const causal = config.causal === undefined ? false : checkBool('config.causal', config.causal);

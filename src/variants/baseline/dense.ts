@@ -15,8 +15,10 @@
  */
 import { checkBaseConfig } from '../../core/validate.js';
 import { DenseAttention, type DenseConfig } from '../dense-base.js';
+import { meta } from './dense.meta.js';
 
 export { DenseAttention, type DecodeResult, type DenseConfig } from '../dense-base.js';
+export { meta };
 
 /**
  * Builds exact dense attention.
@@ -34,6 +36,6 @@ export { DenseAttention, type DecodeResult, type DenseConfig } from '../dense-ba
  * ```
  */
 export function denseAttention(config: DenseConfig = {}): DenseAttention {
-  const checked = checkBaseConfig('dense', config);
-  return new DenseAttention('dense', 'baseline', Object.freeze({ ...checked }));
+  const checked = checkBaseConfig(meta.id, config);
+  return new DenseAttention(meta.id, meta.family, Object.freeze({ ...checked }), meta.complexity);
 }

@@ -21,12 +21,13 @@
  *
  * @module
  */
-import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
-import { keyLattice, keyRange, positionBlockGroups, residueGroups, type PartDef } from '../../../kernels/flash/parts.js';
-import { SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
+import { add, div, keyIn, keyLattice, mul, or, P, param, sub, type ParamValues, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { checkInt } from '../../core/validate.js';
-import { checkPatternConfig, i32, mod, PatternAttention, type PatternBaseConfig } from '../pattern.js';
+import { checkPatternConfig, PatternAttention, type PatternBaseConfig } from '../pattern.js';
+import { meta } from './axial.meta.js';
+
+export { meta };
 
 /** Config of {@link axialAttention}. */
 export interface AxialConfig extends PatternBaseConfig {
@@ -38,54 +39,30 @@ export interface AxialConfig extends PatternBaseConfig {
 
 type Resolved = AxialConfig & { axes: 'row' | 'column' | 'both' };
 
-function axialRule(cols: number, axes: 'row' | 'column' | 'both'): ElementRule {
-  const C = i32(cols);
-  const rowW = `j / ${C} == p / ${C}`;
-  const colW = `(p - j) % ${C} == 0`;
-  const rowSeek = `rowSeek(p, j)`;
-  const colSeek = `j + (((p - j) % ${C}) + ${C}) % ${C}`;
-  const cond = axes === 'row' ? rowW : axes === 'column' ? colW : `${rowW} || ${colW}`;
-  const seek = axes === 'row' ? rowSeek : axes === 'column' ? colSeek : `min(${rowSeek}, ${colSeek})`;
-  const tsRow = (p: number, j: number) => {
-    const rs = Math.floor(p / cols) * cols;
-    return j < rs ? rs : j < rs + cols ? j : SEEK_END;
-  };
-  const tsCol = (p: number, j: number) => j + mod(p - j, cols);
-  return {
-    key: `axial:${cols}:${axes}`,
-    wgsl: `
-  fn rowSeek(p : i32, j : i32) -> i32 {
-    let rs = (p / ${C}) * ${C};
-    if (j < rs) { return rs; }
-    if (j < rs + ${C}) { return j; }
-    return ${SEEK_END};
-  }
-  fn ruleWeight(p : i32, j : i32, h : i32) -> f32 {
-    if (${cond}) { return 1.0; }
-    return 0.0;
-  }
-  fn ruleSeek(p : i32, j : i32, h : i32) -> i32 {
-    return ${seek};
-  }`,
-    params: null,
-    weight: (p, j) => {
-      const row = Math.floor(j / cols) === Math.floor(p / cols);
-      const col = mod(p - j, cols) === 0;
-      return (axes === 'row' ? row : axes === 'column' ? col : row || col) ? 1 : 0;
-    },
-    seeks: true,
-    seek: (p, j) => (axes === 'row' ? tsRow(p, j) : axes === 'column' ? tsCol(p, j) : Math.min(tsRow(p, j), tsCol(p, j))),
-  };
-}
+const cols = param('cols');
+const rowStart = mul(div(P, cols), cols);
+const row = keyIn(rowStart, sub(add(rowStart, cols), 1));
+const column = keyLattice(P, cols);
+/** The patterns, stated once: the query's row of the grid, its column, or either. */
+export const AXIAL_RULES: Readonly<Record<'row' | 'column' | 'both', RuleDecl>> = {
+  row: { allow: row },
+  column: { allow: column },
+  both: { allow: or(row, column) },
+};
 
 /** Axial attention; see the module doc. */
 export class AxialAttention extends PatternAttention<Resolved> {
-  protected weight(p: number, j: number): number {
-    const [, cols] = this.config.shape;
-    const axes = this.config.axes;
-    const row = Math.floor(j / cols) === Math.floor(p / cols);
-    const col = p % cols === j % cols;
-    return (axes === 'row' ? row : axes === 'column' ? col : row || col) ? 1 : 0;
+  protected get rule(): RuleDecl {
+    return AXIAL_RULES[this.config.axes];
+  }
+
+  protected params(): ParamValues {
+    return { cols: this.config.shape[1] };
+  }
+
+  protected override block(): number {
+    const c = this.config.shape[1];
+    return c >= 8 && c <= 128 ? c : 64;
   }
 
   protected override checkSizes(n: number, m: number): void {
@@ -94,36 +71,6 @@ export class AxialAttention extends PatternAttention<Resolved> {
       throw new AttentionError('k', `m = rows·cols = ${rows}·${cols} = ${rows * cols} keys (config.shape indexes the m positions as a grid)`, `m = ${m}`);
     }
     super.checkSizes(n, m);
-  }
-
-  protected kernelPlan(): SparseKernelPlan {
-    return { layout: null, rule: axialRule(this.config.shape[1], this.config.axes) };
-  }
-
-  protected partDefs(n: number, m: number): PartDef[] {
-    const { shape: [, cols], axes, causal } = this.config;
-    const off = m - n;
-    const lastP = (rows: number[]) => rows[rows.length - 1] + off;
-    const parts: PartDef[] = [];
-    if (axes !== 'column') {
-      parts.push({
-        groups: () => positionBlockGroups(n, off, cols, 128),
-        keys: (rows) => {
-          const start = Math.floor((rows[0] + off) / cols) * cols;
-          return keyRange(start, causal ? lastP(rows) : start + cols - 1, m);
-        },
-        weight: (p, j) => (Math.floor(j / cols) === Math.floor(p / cols) ? 1 : 0),
-      });
-    }
-    if (axes !== 'row') {
-      parts.push({
-        groups: () => residueGroups(n, cols, 64),
-        keys: (rows) => keyLattice(rows[0] + off, cols, 0, causal ? lastP(rows) : m - 1, m),
-        // With both axes the query's own cell is already in the row part.
-        weight: (p, j) => (p % cols === j % cols && (axes === 'column' || j !== p) ? 1 : 0),
-      });
-    }
-    return parts;
   }
 }
 
@@ -142,15 +89,12 @@ export class AxialAttention extends PatternAttention<Resolved> {
  * ```
  */
 export function axialAttention(config: AxialConfig): AxialAttention {
-  const base = checkPatternConfig('axial', config, ['shape', 'axes']);
+  const base = checkPatternConfig(meta.id, config, ['shape', 'axes']);
   const shape = config.shape;
   if (!Array.isArray(shape) || shape.length !== 2) throw new AttentionError('config.shape', '[rows, cols], two integers >= 1', show(shape));
   const rows = checkInt('config.shape[0]', shape[0], 1);
   const cols = checkInt('config.shape[1]', shape[1], 1);
   const axes = config.axes === undefined ? 'both' : config.axes;
   if (axes !== 'row' && axes !== 'column' && axes !== 'both') throw new AttentionError('config.axes', "'row', 'column' or 'both'", show(axes));
-  return new AxialAttention('axial', 'combined', Object.freeze({ ...base, shape: Object.freeze([rows, cols]) as unknown as [number, number], axes }), {
-    time: 'O(n·(rows + cols)·d)',
-    memory: 'O(n·(rows + cols))',
-  });
+  return new AxialAttention(meta.id, meta.family, Object.freeze({ ...base, shape: Object.freeze([rows, cols]) as unknown as [number, number], axes }), meta.complexity);
 }

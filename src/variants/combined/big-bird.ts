@@ -25,14 +25,15 @@
  *
  * @module
  */
+import { add, blockMember, div, J, keyIn, lt, mul, or, P, param, sub, type ParamValues, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { Tensor } from '@tensorflow/tfjs-core';
-import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
-import { keyRange, positionBlockGroups, range, unionKeys, type PartDef } from '../../../kernels/flash/parts.js';
-import { buildLayout } from '../../../kernels/flash/layout.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
 import { checkInt } from '../../core/validate.js';
 import { checkPatternConfig, kernelBlockFor, PatternAttention, type PatternBaseConfig } from '../pattern.js';
+import { meta } from './big-bird.meta.js';
+
+export { meta };
 
 /** Config of {@link bigBirdAttention}. */
 export interface BigBirdConfig extends PatternBaseConfig {
@@ -78,6 +79,22 @@ export function bigBirdRandomLayout(numBlocks: number, windowBlocks: number, glo
   return out;
 }
 
+const b = param('b');
+const queryBlock = div(P, b);
+/**
+ * The pattern, stated once, in blocks of b positions: a global query block (qb < g), a global
+ * key block (j < g·b), the window `|qb − kb| <= floor(w / 2)`, or one of the query block's r
+ * random key blocks (a table of r entries per query block).
+ */
+export const BIG_BIRD_RULE: RuleDecl = {
+  allow: or(
+    lt(queryBlock, param('g')),
+    keyIn(0, sub(mul(param('g'), b), 1)),
+    keyIn(mul(sub(queryBlock, param('half')), b), sub(mul(add(add(queryBlock, param('half')), 1), b), 1)),
+    blockMember('random', queryBlock, div(J, b), param('r')),
+  ),
+};
+
 /** BigBird attention; see the module doc. */
 export class BigBirdAttention extends PatternAttention<Resolved> {
   private readonly randomCache = new Map<number, { rows: number[][]; sets: Set<number>[] }>();
@@ -99,15 +116,22 @@ export class BigBirdAttention extends PatternAttention<Resolved> {
     return entry;
   }
 
-  /** Whether query block qb sees key block kb (before causal). */
-  private sees(qb: number, kb: number, numBlocks: number): boolean {
-    const { windowBlocks: w, globalBlocks: g } = this.config;
-    return qb < g || kb < g || Math.abs(qb - kb) <= Math.floor(w / 2) || this.random(numBlocks).sets[qb].has(kb);
+  protected get rule(): RuleDecl {
+    return BIG_BIRD_RULE;
   }
 
-  protected weight(p: number, j: number, _h: number, _n: number, m: number): number {
-    const b = this.config.block;
-    return this.sees(Math.floor(p / b), Math.floor(j / b), Math.ceil(m / b)) ? 1 : 0;
+  protected params(_n: number, m: number): ParamValues {
+    const { block: b, windowBlocks: w, globalBlocks: g, randomBlocks: r } = this.config;
+    const rows = this.random(Math.ceil(m / b)).rows;
+    const random = new Int32Array(rows.length * r).fill(-1);
+    rows.forEach((row, qb) => random.set(row, qb * r));
+    return { b, g, half: Math.floor(w / 2), r, random };
+  }
+
+  protected override block(): number {
+    // Kernel blocks that divide the pattern's blocks make every visited run full.
+    const B = kernelBlockFor(this.config.block);
+    return B >= 16 || B === this.config.block ? B : 64;
   }
 
   protected override checkSizes(n: number, m: number): void {
@@ -128,56 +152,6 @@ export class BigBirdAttention extends PatternAttention<Resolved> {
         }),
       );
     }
-  }
-
-  /** The key blocks (pattern blocks) query block P visits. */
-  private visited(P: number, numBlocks: number): number[] {
-    const { windowBlocks: w, globalBlocks: g } = this.config;
-    const half = Math.floor(w / 2);
-    if (P < g) return range(0, numBlocks - 1);
-    return unionKeys(range(0, Math.min(g, numBlocks) - 1), range(Math.max(0, P - half), Math.min(numBlocks - 1, P + half)), this.random(numBlocks).rows[P]);
-  }
-
-  protected kernelPlan(n: number, m: number): SparseKernelPlan {
-    const b = this.config.block;
-    const numBlocks = Math.ceil(m / b);
-    // Kernel blocks divide the pattern's blocks and start at its boundaries: the layout is exact.
-    const B = kernelBlockFor(b);
-    const per = b / B;
-    const off = m - n;
-    const rowOffset = off % B;
-    const layout = buildLayout({
-      n, m, blockQ: B, blockK: B, rowOffset,
-      visit: (qb) => {
-        const P = Math.floor((qb * B - rowOffset + off) / b);
-        return this.visited(P, numBlocks).flatMap((kb) => range(kb * per, kb * per + per - 1));
-      },
-    });
-    return { layout, rule: null };
-  }
-
-  protected partDefs(n: number, m: number): PartDef[] {
-    const { block: b, globalBlocks: g, causal } = this.config;
-    const numBlocks = Math.ceil(m / b);
-    const off = m - n;
-    const isGlobalRow = (i: number) => Math.floor((i + off) / b) < g;
-    const globalRows = range(0, n - 1).filter(isGlobalRow);
-    return [
-      {
-        groups: () => positionBlockGroups(n, off, b, 128, (i) => !isGlobalRow(i)),
-        keys: (rows) => {
-          const P = Math.floor((rows[0] + off) / b);
-          const hi = causal ? rows[rows.length - 1] + off : m - 1;
-          return this.visited(P, numBlocks).flatMap((kb) => keyRange(kb * b, Math.min(kb * b + b - 1, hi), m));
-        },
-        weight: (p, j) => this.weight(p, j, 0, n, m),
-      },
-      {
-        groups: () => (globalRows.length ? [globalRows] : []),
-        keys: 'all',
-        weight: () => 1,
-      },
-    ];
   }
 }
 
@@ -217,7 +191,7 @@ function checkRandomLayout(value: unknown): number[][] {
  * ```
  */
 export function bigBirdAttention(config: BigBirdConfig = {}): BigBirdAttention {
-  const base = checkPatternConfig('big-bird', config, ['block', 'windowBlocks', 'globalBlocks', 'randomBlocks', 'seed', 'randomLayout']);
+  const base = checkPatternConfig(meta.id, config, ['block', 'windowBlocks', 'globalBlocks', 'randomBlocks', 'seed', 'randomLayout']);
   const block = config.block === undefined ? 64 : checkInt('config.block', config.block, 1);
   const windowBlocks = config.windowBlocks === undefined ? 3 : checkInt('config.windowBlocks', config.windowBlocks, 1);
   const globalBlocks = config.globalBlocks === undefined ? 2 : checkInt('config.globalBlocks', config.globalBlocks, 0);
@@ -233,8 +207,5 @@ export function bigBirdAttention(config: BigBirdConfig = {}): BigBirdAttention {
   }
   const resolved: Resolved & { causal: boolean } = { ...base, block, windowBlocks, globalBlocks, randomBlocks, seed };
   if (randomLayout) resolved.randomLayout = randomLayout;
-  return new BigBirdAttention('big-bird', 'combined', Object.freeze(resolved), {
-    time: 'O(n·b·(w + g + r)·d)',
-    memory: 'O(n·b·(w + g + r))',
-  });
+  return new BigBirdAttention(meta.id, meta.family, Object.freeze(resolved), meta.complexity);
 }

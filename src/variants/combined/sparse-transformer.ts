@@ -22,12 +22,13 @@
  *
  * @module
  */
-import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
-import { contiguousGroups, keyLattice, keyRange, positionBlockGroups, residueGroups, type PartDef } from '../../../kernels/flash/parts.js';
-import type { ElementRule } from '../../../kernels/flash/layout.js';
+import { add, div, keyIn, keyLattice, keyResidue, mul, or, P, param, sub, type ParamValues, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { checkInt } from '../../core/validate.js';
-import { checkPatternConfig, i32, mod, PatternAttention, type PatternBaseConfig } from '../pattern.js';
+import { checkPatternConfig, PatternAttention, pow2Clamp, type PatternBaseConfig } from '../pattern.js';
+import { meta } from './sparse-transformer.meta.js';
+
+export { meta };
 
 /** Config of {@link sparseTransformerAttention}. */
 export interface SparseTransformerConfig extends PatternBaseConfig {
@@ -41,113 +42,25 @@ export interface SparseTransformerConfig extends PatternBaseConfig {
 
 type Resolved = SparseTransformerConfig & { stride: number; pattern: 'strided' | 'fixed'; summary: number };
 
-function stridedUnionRule(t: number): ElementRule {
-  const T = i32(t);
-  return {
-    key: `st-strided:${t}`,
-    wgsl: `
-  fn ruleWeight(p : i32, j : i32, h : i32) -> f32 {
-    let d = p - j;
-    if (abs(d) < ${T} || d % ${T} == 0) { return 1.0; }
-    return 0.0;
-  }
-  fn ruleSeek(p : i32, j : i32, h : i32) -> i32 {
-    if (j > p - ${T} && j < p + ${T}) { return j; }
-    let lattice = j + (((p - j) % ${T}) + ${T}) % ${T};
-    if (j <= p - ${T}) { return min(lattice, p - ${T} + 1); }
-    return lattice;
-  }`,
-    params: null,
-    weight: (p, j) => (Math.abs(p - j) < t || mod(p - j, t) === 0 ? 1 : 0),
-    seeks: true,
-    seek: (p, j) => {
-      if (j > p - t && j < p + t) return j;
-      const lattice = j + mod(p - j, t);
-      return j <= p - t ? Math.min(lattice, p - t + 1) : lattice;
-    },
-  };
-}
-
-function fixedUnionRule(t: number, c: number): ElementRule {
-  const T = i32(t);
-  const C = i32(c);
-  return {
-    key: `st-fixed:${t}:${c}`,
-    wgsl: `
-  fn ruleWeight(p : i32, j : i32, h : i32) -> f32 {
-    if (j / ${T} == p / ${T} || j % ${T} >= ${T} - ${C}) { return 1.0; }
-    return 0.0;
-  }
-  fn ruleSeek(p : i32, j : i32, h : i32) -> i32 {
-    if (j / ${T} == p / ${T} || j % ${T} >= ${T} - ${C}) { return j; }
-    let summary = (j / ${T}) * ${T} + ${T} - ${C};
-    let own = (p / ${T}) * ${T};
-    if (own > j) { return min(own, summary); }
-    return summary;
-  }`,
-    params: null,
-    weight: (p, j) => (Math.floor(j / t) === Math.floor(p / t) || j % t >= t - c ? 1 : 0),
-    seeks: true,
-    seek: (p, j) => {
-      if (Math.floor(j / t) === Math.floor(p / t) || j % t >= t - c) return j;
-      const summary = Math.floor(j / t) * t + t - c;
-      const own = Math.floor(p / t) * t;
-      return own > j ? Math.min(own, summary) : summary;
-    },
-  };
-}
+const t = param('t');
+const ownStart = mul(div(P, t), t);
+/** The 'strided' pattern, stated once: the band `|p − j| < t`, or the lattice `j ≡ p (mod t)`. */
+export const SPARSE_STRIDED_RULE: RuleDecl = { allow: or(keyIn(add(sub(P, t), 1), sub(add(P, t), 1)), keyLattice(P, t)) };
+/** The 'fixed' pattern, stated once: the query's own block of t, or the last c positions of every block. */
+export const SPARSE_FIXED_RULE: RuleDecl = { allow: or(keyIn(ownStart, sub(add(ownStart, t), 1)), keyResidue(t, sub(t, param('c')), sub(t, 1))) };
 
 /** Sparse Transformer attention; see the module doc. */
 export class SparseTransformerAttention extends PatternAttention<Resolved> {
-  protected weight(p: number, j: number): number {
-    const { stride: t, pattern, summary: c } = this.config;
-    if (pattern === 'strided') return Math.abs(p - j) < t || mod(p - j, t) === 0 ? 1 : 0;
-    return Math.floor(j / t) === Math.floor(p / t) || j % t >= t - c ? 1 : 0;
+  protected get rule(): RuleDecl {
+    return this.config.pattern === 'strided' ? SPARSE_STRIDED_RULE : SPARSE_FIXED_RULE;
   }
 
-  protected kernelPlan(): SparseKernelPlan {
-    const { stride: t, pattern, summary: c } = this.config;
-    return { layout: null, rule: pattern === 'strided' ? stridedUnionRule(t) : fixedUnionRule(t, c) };
+  protected params(): ParamValues {
+    return this.config.pattern === 'strided' ? { t: this.config.stride } : { t: this.config.stride, c: this.config.summary };
   }
 
-  protected partDefs(n: number, m: number): PartDef[] {
-    const { stride: t, pattern, summary: c, causal } = this.config;
-    const off = m - n;
-    const lastP = (rows: number[]) => rows[rows.length - 1] + off;
-    if (pattern === 'strided') {
-      return [
-        {
-          groups: () => contiguousGroups(n, Math.min(64, Math.max(8, t))),
-          keys: (rows) => keyRange(rows[0] + off - t + 1, causal ? lastP(rows) : lastP(rows) + t - 1, m),
-          weight: (p, j) => (Math.abs(p - j) < t ? 1 : 0),
-        },
-        {
-          groups: () => residueGroups(n, t, 64),
-          keys: (rows) => keyLattice(rows[0] + off, t, 0, causal ? lastP(rows) : m - 1, m),
-          weight: (p, j) => (Math.abs(p - j) >= t && mod(p - j, t) === 0 ? 1 : 0),
-        },
-      ];
-    }
-    return [
-      {
-        groups: () => positionBlockGroups(n, off, t, 128),
-        keys: (rows) => {
-          const P = Math.floor((rows[0] + off) / t);
-          return keyRange(P * t, causal ? lastP(rows) : P * t + t - 1, m);
-        },
-        weight: (p, j) => (Math.floor(j / t) === Math.floor(p / t) ? 1 : 0),
-      },
-      {
-        groups: () => contiguousGroups(n, 64),
-        keys: (rows) => {
-          const hi = causal ? lastP(rows) : m - 1;
-          const out: number[] = [];
-          for (let j0 = 0; j0 <= hi; j0 += t) for (let j = j0 + t - c; j < j0 + t && j <= hi; j++) out.push(j);
-          return out;
-        },
-        weight: (p, j) => (j % t >= t - c && Math.floor(j / t) !== Math.floor(p / t) ? 1 : 0),
-      },
-    ];
+  protected override block(): number {
+    return pow2Clamp(this.config.stride, 8, 64);
   }
 }
 
@@ -167,13 +80,10 @@ export class SparseTransformerAttention extends PatternAttention<Resolved> {
  * ```
  */
 export function sparseTransformerAttention(config: SparseTransformerConfig = {}): SparseTransformerAttention {
-  const base = checkPatternConfig('sparse-transformer', config, ['stride', 'pattern', 'summary']);
+  const base = checkPatternConfig(meta.id, config, ['stride', 'pattern', 'summary']);
   const stride = config.stride === undefined ? 128 : checkInt('config.stride', config.stride, 1);
   const pattern = config.pattern === undefined ? 'strided' : config.pattern;
   if (pattern !== 'strided' && pattern !== 'fixed') throw new AttentionError('config.pattern', "'strided' or 'fixed'", show(pattern));
   const summary = config.summary === undefined ? 1 : checkInt('config.summary', config.summary, 1, stride);
-  return new SparseTransformerAttention('sparse-transformer', 'combined', Object.freeze({ ...base, stride, pattern, summary }), {
-    time: 'O(n·(t + m/t)·d)',
-    memory: 'O(n·(t + m/t))',
-  });
+  return new SparseTransformerAttention(meta.id, meta.family, Object.freeze({ ...base, stride, pattern, summary }), meta.complexity);
 }

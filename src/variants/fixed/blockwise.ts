@@ -20,11 +20,12 @@
  *
  * @module
  */
-import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
-import { keyRange, positionBlockGroups, range, type PartDef } from '../../../kernels/flash/parts.js';
-import { buildLayout, SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
+import { add, div, keyIn, mul, P, param, sub, type ParamValues, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { checkInt } from '../../core/validate.js';
-import { checkPatternConfig, i32, kernelBlockFor, PatternAttention, type PatternBaseConfig } from '../pattern.js';
+import { checkPatternConfig, kernelBlockFor, PatternAttention, type PatternBaseConfig } from '../pattern.js';
+import { meta } from './blockwise.meta.js';
+
+export { meta };
 
 /** Config of {@link blockwiseAttention}. */
 export interface BlockwiseConfig extends PatternBaseConfig {
@@ -34,84 +35,26 @@ export interface BlockwiseConfig extends PatternBaseConfig {
   lookback?: number;
 }
 
+const ownBlock = div(P, param('b'));
+/** The pattern, stated once: keys of the query's block and the L blocks before it. */
+export const BLOCKWISE_RULE: RuleDecl = {
+  allow: keyIn(mul(sub(ownBlock, param('L')), param('b')), sub(mul(add(ownBlock, 1), param('b')), 1)),
+};
+
 /** Blockwise local attention; see the module doc. */
 export class BlockwiseAttention extends PatternAttention<BlockwiseConfig & { block: number; lookback: number }> {
-  protected weight(p: number, j: number): number {
-    const { block: b, lookback: L } = this.config;
-    const bp = Math.floor(p / b);
-    const bj = Math.floor(j / b);
-    return bj >= bp - L && bj <= bp ? 1 : 0;
+  protected get rule(): RuleDecl {
+    return BLOCKWISE_RULE;
   }
 
-  protected kernelPlan(n: number, m: number): SparseKernelPlan {
-    const { block: b, lookback: L } = this.config;
-    const off = m - n;
-    const B = kernelBlockFor(b);
-    if (B >= 16 || B === b) {
-      // Kernel blocks divide pattern blocks and start at block boundaries of positions: the
-      // layout is exact and needs no element rule.
-      const rowOffset = off % B;
-      const layout = buildLayout({
-        n, m, blockQ: B, blockK: B, rowOffset,
-        visit: (qb) => {
-          const P = Math.floor((qb * B - rowOffset + off) / b);
-          const lo = Math.max(0, (P - L) * b);
-          const hi = Math.min(m - 1, P * b + b - 1);
-          return range(Math.floor(lo / B), Math.floor(hi / B));
-        },
-      });
-      return { layout, rule: null };
-    }
-    // A large block without a good divisor: 64-blocks covering the span, and the exact rule.
-    const K = 64;
-    const layout = buildLayout({
-      n, m, blockQ: K, blockK: K,
-      visit: (qb) => {
-        const pLo = qb * K + off;
-        const pHi = Math.min(pLo + K - 1, m - 1);
-        const lo = Math.max(0, (Math.floor(pLo / b) - L) * b);
-        const hi = Math.min(m - 1, Math.floor(pHi / b) * b + b - 1);
-        return range(Math.floor(lo / K), Math.floor(hi / K));
-      },
-    });
-    const rule: ElementRule = {
-      key: `blockwise:${b}:${L}`,
-      wgsl: `
-  fn ruleWeight(p : i32, j : i32, h : i32) -> f32 {
-    let bp = p / ${i32(b)};
-    let bj = j / ${i32(b)};
-    if (bj >= bp - ${i32(L)} && bj <= bp) { return 1.0; }
-    return 0.0;
-  }
-  fn ruleSeek(p : i32, j : i32, h : i32) -> i32 {
-    let bp = p / ${i32(b)};
-    if (j >= (bp + 1) * ${i32(b)}) { return ${SEEK_END}; }
-    return max(j, (bp - ${i32(L)}) * ${i32(b)});
-  }`,
-      params: null,
-      weight: (p, j) => this.weight(p, j),
-      seeks: true,
-      seek: (p, j) => {
-        const bp = Math.floor(p / b);
-        return j >= (bp + 1) * b ? SEEK_END : Math.max(j, (bp - L) * b);
-      },
-    };
-    return { layout, rule };
+  protected params(): ParamValues {
+    return { b: this.config.block, L: this.config.lookback };
   }
 
-  protected partDefs(n: number, m: number): PartDef[] {
-    const { block: b, lookback: L, causal } = this.config;
-    const off = m - n;
-    return [
-      {
-        groups: () => positionBlockGroups(n, off, b, 128),
-        keys: (rows) => {
-          const P = Math.floor((rows[0] + off) / b);
-          return keyRange((P - L) * b, causal ? rows[rows.length - 1] + off : P * b + b - 1, m);
-        },
-        weight: (p, j) => this.weight(p, j),
-      },
-    ];
+  protected override block(): number {
+    // Kernel blocks that divide the pattern's blocks make every visited run full.
+    const B = kernelBlockFor(this.config.block);
+    return B >= 16 || B === this.config.block ? B : 64;
   }
 }
 
@@ -130,11 +73,8 @@ export class BlockwiseAttention extends PatternAttention<BlockwiseConfig & { blo
  * ```
  */
 export function blockwiseAttention(config: BlockwiseConfig = {}): BlockwiseAttention {
-  const base = checkPatternConfig('blockwise', config, ['block', 'lookback']);
+  const base = checkPatternConfig(meta.id, config, ['block', 'lookback']);
   const block = config.block === undefined ? 64 : checkInt('config.block', config.block, 1);
   const lookback = config.lookback === undefined ? 0 : checkInt('config.lookback', config.lookback, 0);
-  return new BlockwiseAttention('blockwise', 'fixed', Object.freeze({ ...base, block, lookback }), {
-    time: 'O(n·b·(L+1)·d)',
-    memory: 'O(n·b·(L+1))',
-  });
+  return new BlockwiseAttention(meta.id, meta.family, Object.freeze({ ...base, block, lookback }), meta.complexity);
 }

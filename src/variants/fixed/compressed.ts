@@ -29,14 +29,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import { attendBlockSparseBytes, prepareBlockSparse, type SparseSpec } from '../../../kernels/flash/sparse_attend.js';
 import { Exec, freesOnDispose, type Val } from '../../../kernels/flash/sparse_composite.js';
 import { buildPart, range } from '../../../kernels/flash/parts.js';
-import { SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
-import { kernelAvailable } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
-import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
+import type { ApplyOptions, Attention, Complexity, Dims, Problem } from '../../core/types.js';
 import { checkInt, validateCall } from '../../core/validate.js';
-import { problemDims } from '../../core/validate.js';
-import { checkPatternConfig, i32, type PatternBaseConfig } from '../pattern.js';
+import { problemDims, problemPath } from '../../core/validate.js';
+import { checkPatternConfig, elementRuleOf, type PatternBaseConfig } from '../pattern.js';
+import { add, bindRule, compileRule, div, ge, keyIn, or, P, param, sub, type RuleDecl } from '../../../kernels/flash/rule.js';
+import { meta } from './compressed.meta.js';
+
+export { meta };
 
 /** Convolution kernels of `mode: 'conv'`. */
 export interface CompressedKernels {
@@ -67,35 +69,21 @@ interface HostKernels {
   dv: number;
 }
 
-/** The WGSL rule of compressed causality, on the kernel's positions over C compressed keys. */
-function compressedCausalRule(t: number, n: number, m: number, C: number): ElementRule {
-  // The kernel's query position is i + C − n; the real one is i + m − n.
-  const shift = m - C;
-  const last = (c: number) => Math.min(c * t + t - 1, m - 1);
-  return {
-    key: `compressed-causal:${t}`,
-    wgsl: `
-  fn lastPosition(c : i32) -> i32 { return min(c * ${i32(t)} + ${i32(t)} - 1, i32(params[1]) - 1); }
-  fn ruleWeight(p : i32, j : i32, h : i32) -> f32 {
-    if (lastPosition(j) <= p + i32(params[0])) { return 1.0; }
-    return 0.0;
-  }
-  fn ruleSeek(p : i32, j : i32, h : i32) -> i32 {
-    if (lastPosition(j) > p + i32(params[0])) { return ${SEEK_END}; }
-    return j;
-  }`,
-    params: Float32Array.from([shift, m]),
-    weight: (p, c) => (last(c) <= p + shift ? 1 : 0),
-    seeks: true,
-    seek: (p, c) => (last(c) > p + shift ? SEEK_END : c),
-  };
-}
+/**
+ * Compressed causality, stated once, on the kernel's positions over C compressed keys: key c is
+ * allowed iff its last real position `min(c·t + t − 1, m − 1)` is at most the query's real
+ * position `p + shift` (shift = m − C). The allowed keys are a prefix: every key once
+ * `p + shift >= m − 1`, else keys `c <= floor((p + shift + 1) / t) − 1`.
+ */
+export const COMPRESSED_CAUSAL_RULE: RuleDecl = {
+  allow: or(ge(add(P, param('shift')), sub(param('m'), 1)), keyIn(0, sub(div(add(add(P, param('shift')), 1), param('t')), 1))),
+};
 
 /** Memory-compressed attention; see the module doc. */
 export class CompressedAttention implements Attention<Resolved> {
-  readonly id = 'compressed';
-  readonly family = 'fixed' as const;
-  readonly complexity: Complexity = { time: 'O(n·m/t·d + m·d)', memory: 'O(n·m/t)' };
+  readonly id = meta.id;
+  readonly family = meta.family;
+  readonly complexity: Complexity = meta.complexity;
   private readonly seeded = new Map<string, HostKernels>();
   private readonly specs = new Map<string, SparseSpec>();
 
@@ -136,7 +124,9 @@ export class CompressedAttention implements Attention<Resolved> {
     const key = `${n},${m},${heads}`;
     let spec = this.specs.get(key);
     if (!spec) {
-      const rule = this.config.causal ? compressedCausalRule(this.config.stride, n, m, C) : null;
+      const rule = this.config.causal
+        ? elementRuleOf(bindRule(compileRule(COMPRESSED_CAUSAL_RULE), { t: this.config.stride, shift: m - C, m }, heads))
+        : null;
       let parts: ReturnType<SparseSpec['composite']> | null = null;
       spec = {
         kernel: () => ({ layout: null, rule }),
@@ -246,8 +236,7 @@ export class CompressedAttention implements Attention<Resolved> {
   /** Upper bound of the intermediate bytes of `apply`: the reduction (O(m·d)) plus attention over ⌈m/t⌉ keys. */
   memoryBytes(problem: Problem): number {
     const dims = problemDims(problem);
-    const impl: Implementation = problem.implementation ?? 'auto';
-    const path = impl === 'auto' ? (kernelAvailable() ? 'kernel' : 'composite') : impl;
+    const path = problemPath(problem);
     const ex = new Exec(false);
     const kl = problem.keyLength ? new Array(dims.batch).fill(dims.m) : null;
     this.reduce(ex, ex.input(null, [dims.batch, dims.kvHeads, dims.m, dims.d]), ex.input(null, [dims.batch, dims.kvHeads, dims.m, dims.dv]), dims, kl);
@@ -296,7 +285,7 @@ function hostKernel(name: string, value: unknown, t: number): { data: Float32Arr
  * ```
  */
 export function compressedAttention(config: CompressedConfig = {}): CompressedAttention {
-  const base = checkPatternConfig('compressed', config, ['stride', 'mode', 'kernels', 'seed']);
+  const base = checkPatternConfig(meta.id, config, ['stride', 'mode', 'kernels', 'seed']);
   const stride = config.stride === undefined ? 4 : checkInt('config.stride', config.stride, 1);
   const mode = config.mode === undefined ? 'mean' : config.mode;
   if (mode !== 'mean' && mode !== 'conv') throw new AttentionError('config.mode', "'mean' or 'conv'", show(mode));

@@ -19,12 +19,12 @@
  *
  * @module
  */
-import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
-import { keyLattice, residueGroups, range, type PartDef } from '../../../kernels/flash/parts.js';
-import { buildLayout, SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
-import { AttentionError } from '../../core/errors.js';
+import { add, and, headParam, keyIn, keyLattice, mul, P, param, sub, type ParamValues, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { checkInt } from '../../core/validate.js';
-import { checkDilation, checkDilationHeads, checkPatternConfig, dilationOf, i32, PatternAttention, pow2Clamp, type PatternBaseConfig, mod } from '../pattern.js';
+import { checkDilation, checkPatternConfig, PatternAttention, pow2Clamp, type HeadArray, type PatternBaseConfig } from '../pattern.js';
+import { meta } from './dilated.meta.js';
+
+export { meta };
 
 /** Config of {@link dilatedAttention}. */
 export interface DilatedConfig extends PatternBaseConfig {
@@ -34,94 +34,28 @@ export interface DilatedConfig extends PatternBaseConfig {
   dilation?: number | number[];
 }
 
-/**
- * The WGSL rule of a dilated band `|p − j| <= w·r, (p − j) mod r == 0` with r per head (read
- * from `params[h]`) or fixed, seeking along the lattice.
- */
-export function dilatedBandRule(w: number, dilation: number | number[]): ElementRule {
-  const perHead = Array.isArray(dilation);
-  const r = perHead ? 'i32(params[h])' : i32(dilation);
-  return {
-    key: `dilated:${w}:${perHead ? 'perHead' : dilation}`,
-    wgsl: `
-  fn ruleWeight(p : i32, j : i32, h : i32) -> f32 {
-    let r = ${r};
-    let d = p - j;
-    if (abs(d) <= ${i32(w)} * r && d % r == 0) { return 1.0; }
-    return 0.0;
-  }
-  fn ruleSeek(p : i32, j : i32, h : i32) -> i32 {
-    let r = ${r};
-    if (j > p + ${i32(w)} * r) { return ${SEEK_END}; }
-    let j1 = max(j, p - ${i32(w)} * r);
-    return j1 + (((p - j1) % r) + r) % r;
-  }`,
-    params: perHead ? Float32Array.from(dilation) : null,
-    weight: (p, j, h) => {
-      const rh = dilationOf(dilation, h);
-      return Math.abs(p - j) <= w * rh && mod(p - j, rh) === 0 ? 1 : 0;
-    },
-    seeks: true,
-    seek: (p, j, h) => {
-      const rh = dilationOf(dilation, h);
-      if (j > p + w * rh) return SEEK_END;
-      const j1 = Math.max(j, p - w * rh);
-      return j1 + mod(p - j1, rh);
-    },
-  };
-}
+const reach = mul(param('w'), headParam('r'));
+/** The pattern, stated once: the band `|p − j| <= w·r_h` on the lattice `j ≡ p (mod r_h)`. */
+export const DILATED_RULE: RuleDecl = { allow: and(keyIn(sub(P, reach), add(P, reach)), keyLattice(P, headParam('r'))) };
 
 /** Dilated sliding-window attention; see the module doc. */
 export class DilatedAttention extends PatternAttention<DilatedConfig & { window: number; dilation: number | number[] }> {
-  protected weight(p: number, j: number, h: number): number {
-    const { window: w, dilation } = this.config;
-    const r = dilationOf(dilation, h);
-    return Math.abs(p - j) <= w * r && mod(p - j, r) === 0 ? 1 : 0;
+  protected get rule(): RuleDecl {
+    return DILATED_RULE;
   }
 
-  protected override checkHeads(heads: number): void {
-    checkDilationHeads('config.dilation', this.config.dilation, heads);
+  protected params(): ParamValues {
+    return { w: this.config.window, r: this.config.dilation };
   }
 
-  protected override checkHead(head: number): void {
+  protected override headArray(): HeadArray | null {
     const d = this.config.dilation;
-    if (Array.isArray(d) && head >= d.length) throw new AttentionError('head', `a query head below ${d.length} (entries of config.dilation)`, `${head}`);
+    return Array.isArray(d) ? { name: 'config.dilation', noun: 'dilation', values: d } : null;
   }
 
-  protected kernelPlan(n: number, m: number, heads: number): SparseKernelPlan {
-    const { window: w, dilation, causal } = this.config;
-    const perHead = Array.isArray(dilation);
-    const rMax = perHead ? Math.max(...dilation) : dilation;
-    const B = pow2Clamp(w * rMax, 8, 64);
-    const off = m - n;
-    const layout = buildLayout({
-      n, m, blockQ: B, blockK: B, layoutHeads: perHead ? heads : 1,
-      visit: (qb, h) => {
-        const span = w * dilationOf(dilation, h);
-        const pLo = qb * B + off;
-        const pHi = Math.min(pLo + B - 1, m - 1);
-        return range(Math.floor(Math.max(0, pLo - span) / B), Math.floor(Math.min(m - 1, causal ? pHi : pHi + span) / B));
-      },
-    });
-    return { layout, rule: dilatedBandRule(w, dilation) };
-  }
-
-  protected partDefs(n: number, m: number): PartDef[] {
-    const { window: w, dilation, causal } = this.config;
-    const off = m - n;
-    return [
-      {
-        perHead: Array.isArray(dilation),
-        groups: (h) => residueGroups(n, dilationOf(dilation, h), pow2Clamp(w, 8, 64)),
-        keys: (rows, h) => {
-          const r = dilationOf(dilation, h);
-          const first = rows[0] + off;
-          const last = rows[rows.length - 1] + off;
-          return keyLattice(first, r, first - w * r, causal ? last : last + w * r, m);
-        },
-        weight: (p, j, h) => this.weight(p, j, h),
-      },
-    ];
+  protected override block(): number {
+    const d = this.config.dilation;
+    return pow2Clamp(this.config.window * (Array.isArray(d) ? Math.max(...d) : d), 8, 64);
   }
 }
 
@@ -141,11 +75,8 @@ export class DilatedAttention extends PatternAttention<DilatedConfig & { window:
  * ```
  */
 export function dilatedAttention(config: DilatedConfig = {}): DilatedAttention {
-  const base = checkPatternConfig('dilated', config, ['window', 'dilation']);
+  const base = checkPatternConfig(meta.id, config, ['window', 'dilation']);
   const window = config.window === undefined ? 64 : checkInt('config.window', config.window, 0);
   const dilation = config.dilation === undefined ? 2 : checkDilation('config.dilation', config.dilation);
-  return new DilatedAttention('dilated', 'fixed', Object.freeze({ ...base, window, dilation: Array.isArray(dilation) ? Object.freeze([...dilation]) as number[] : dilation }), {
-    time: 'O(n·w·d)',
-    memory: 'O(n·w)',
-  });
+  return new DilatedAttention(meta.id, meta.family, Object.freeze({ ...base, window, dilation: Array.isArray(dilation) ? Object.freeze([...dilation]) as number[] : dilation }), meta.complexity);
 }

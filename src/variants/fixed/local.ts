@@ -23,14 +23,15 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
 import { attendBlockSparse } from '../../../kernels/flash/sparse_attend.js';
-import { contiguousGroups, keyRange, range, type PartDef } from '../../../kernels/flash/parts.js';
-import { buildLayout, SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
+import { add, keyIn, P, param, sub, type ParamValues, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { AttentionError, show } from '../../core/errors.js';
 import type { Implementation } from '../../core/types.js';
 import { checkImplementation, checkInt, checkTensor4D, validateQKV } from '../../core/validate.js';
-import { checkPatternConfig, i32, PatternAttention, pow2Clamp, type PatternBaseConfig } from '../pattern.js';
+import { checkPatternConfig, PatternAttention, pow2Clamp, type PatternBaseConfig } from '../pattern.js';
+import { meta } from './local.meta.js';
+
+export { meta };
 
 /** Config of {@link localAttention}. */
 export interface LocalConfig extends PatternBaseConfig {
@@ -56,61 +57,21 @@ export interface LocalDecodeResult {
   state: LocalDecodeState;
 }
 
-/** The WGSL rule of a band `|p − j| <= w`, with a seek to the band's start. */
-export function bandRule(w: number): ElementRule {
-  return {
-    key: `band:${w}`,
-    wgsl: `
-  fn ruleWeight(p : i32, j : i32, h : i32) -> f32 {
-    if (abs(p - j) <= ${i32(w)}) { return 1.0; }
-    return 0.0;
-  }
-  fn ruleSeek(p : i32, j : i32, h : i32) -> i32 {
-    if (j > p + ${i32(w)}) { return ${SEEK_END}; }
-    return max(j, p - ${i32(w)});
-  }`,
-    params: null,
-    weight: (p, j) => (Math.abs(p - j) <= w ? 1 : 0),
-    seeks: true,
-    seek: (p, j) => (j > p + w ? SEEK_END : Math.max(j, p - w)),
-  };
-}
+/** The pattern, stated once: a band of keys `p − w … p + w`. */
+export const LOCAL_RULE: RuleDecl = { allow: keyIn(sub(P, param('w')), add(P, param('w'))) };
 
 /** Sliding-window attention; see the module doc. */
 export class LocalAttention extends PatternAttention<LocalConfig & { window: number }> {
-  protected weight(p: number, j: number): number {
-    return Math.abs(p - j) <= this.config.window ? 1 : 0;
+  protected get rule(): RuleDecl {
+    return LOCAL_RULE;
   }
 
-  protected kernelPlan(n: number, m: number): SparseKernelPlan {
-    const w = this.config.window;
-    const B = pow2Clamp(w, 8, 64);
-    const off = m - n;
-    const causal = this.config.causal;
-    const layout = buildLayout({
-      n, m, blockQ: B, blockK: B,
-      visit: (qb) => {
-        const pLo = qb * B + off;
-        const pHi = Math.min(pLo + B - 1, m - 1);
-        const lo = Math.max(0, pLo - w);
-        const hi = Math.min(m - 1, causal ? pHi : pHi + w);
-        return range(Math.floor(lo / B), Math.floor(hi / B));
-      },
-    });
-    return { layout, rule: bandRule(w) };
+  protected params(): ParamValues {
+    return { w: this.config.window };
   }
 
-  protected partDefs(n: number, m: number): PartDef[] {
-    const w = this.config.window;
-    const off = m - n;
-    const causal = this.config.causal;
-    return [
-      {
-        groups: () => contiguousGroups(n, pow2Clamp(w, 8, 64)),
-        keys: (rows) => keyRange(rows[0] + off - w, rows[rows.length - 1] + off + (causal ? 0 : w), m),
-        weight: (p, j) => this.weight(p, j),
-      },
-    ];
+  protected override block(): number {
+    return pow2Clamp(this.config.window, 8, 64);
   }
 
   /**
@@ -213,7 +174,7 @@ export class LocalAttention extends PatternAttention<LocalConfig & { window: num
  * ```
  */
 export function localAttention(config: LocalConfig = {}): LocalAttention {
-  const base = checkPatternConfig('local', config, ['window']);
+  const base = checkPatternConfig(meta.id, config, ['window']);
   const window = config.window === undefined ? 128 : checkInt('config.window', config.window, 0);
-  return new LocalAttention('local', 'fixed', Object.freeze({ ...base, window }), { time: 'O(n·w·d)', memory: 'O(n·w); decode state O(w)' });
+  return new LocalAttention(meta.id, meta.family, Object.freeze({ ...base, window }), meta.complexity);
 }

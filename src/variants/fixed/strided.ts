@@ -20,11 +20,12 @@
  *
  * @module
  */
-import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
-import { keyLattice, residueGroups, type PartDef } from '../../../kernels/flash/parts.js';
-import type { ElementRule } from '../../../kernels/flash/layout.js';
+import { keyLattice, P, param, type ParamValues, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { checkInt } from '../../core/validate.js';
-import { checkPatternConfig, i32, mod, PatternAttention, type PatternBaseConfig } from '../pattern.js';
+import { checkPatternConfig, PatternAttention, type PatternBaseConfig } from '../pattern.js';
+import { meta } from './strided.meta.js';
+
+export { meta };
 
 /** Config of {@link stridedAttention}. */
 export interface StridedConfig extends PatternBaseConfig {
@@ -32,46 +33,17 @@ export interface StridedConfig extends PatternBaseConfig {
   stride?: number;
 }
 
-/** The WGSL rule of the lattice `(p − j) mod t == 0`, seeking from one lattice key to the next. */
-export function latticeRule(t: number): ElementRule {
-  return {
-    key: `lattice:${t}`,
-    wgsl: `
-  fn ruleWeight(p : i32, j : i32, h : i32) -> f32 {
-    if ((p - j) % ${i32(t)} == 0) { return 1.0; }
-    return 0.0;
-  }
-  fn ruleSeek(p : i32, j : i32, h : i32) -> i32 {
-    return j + (((p - j) % ${i32(t)}) + ${i32(t)}) % ${i32(t)};
-  }`,
-    params: null,
-    weight: (p, j) => (mod(p - j, t) === 0 ? 1 : 0),
-    seeks: true,
-    seek: (p, j) => j + mod(p - j, t),
-  };
-}
+/** The pattern, stated once: the lattice of keys `j ≡ p (mod t)`. */
+export const STRIDED_RULE: RuleDecl = { allow: keyLattice(P, param('t')) };
 
 /** Strided attention; see the module doc. */
 export class StridedAttention extends PatternAttention<StridedConfig & { stride: number }> {
-  protected weight(p: number, j: number): number {
-    return mod(p - j, this.config.stride) === 0 ? 1 : 0;
+  protected get rule(): RuleDecl {
+    return STRIDED_RULE;
   }
 
-  protected kernelPlan(): SparseKernelPlan {
-    // Every key block holds keys of every class when t is small: no layout, the rule seeks.
-    return { layout: null, rule: latticeRule(this.config.stride) };
-  }
-
-  protected partDefs(n: number, m: number): PartDef[] {
-    const { stride: t, causal } = this.config;
-    const off = m - n;
-    return [
-      {
-        groups: () => residueGroups(n, t, 64),
-        keys: (rows) => keyLattice(rows[0] + off, t, 0, causal ? rows[rows.length - 1] + off : m - 1, m),
-        weight: (p, j) => this.weight(p, j),
-      },
-    ];
+  protected params(): ParamValues {
+    return { t: this.config.stride };
   }
 }
 
@@ -90,7 +62,7 @@ export class StridedAttention extends PatternAttention<StridedConfig & { stride:
  * ```
  */
 export function stridedAttention(config: StridedConfig = {}): StridedAttention {
-  const base = checkPatternConfig('strided', config, ['stride']);
+  const base = checkPatternConfig(meta.id, config, ['stride']);
   const stride = config.stride === undefined ? 128 : checkInt('config.stride', config.stride, 1);
-  return new StridedAttention('strided', 'fixed', Object.freeze({ ...base, stride }), { time: 'O(n·m/t·d)', memory: 'O(n·m/t)' });
+  return new StridedAttention(meta.id, meta.family, Object.freeze({ ...base, stride }), meta.complexity);
 }

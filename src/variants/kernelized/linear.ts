@@ -24,15 +24,16 @@
  *
  * @module
  */
-import * as tf from '@tensorflow/tfjs-core';
-import { kernelAvailable } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
-import type { ApplyOptions, Attention, Complexity, Dims, Family, Implementation, Problem } from '../../core/types.js';
-import { checkBool, checkConfigKeys, checkTensor4D, validateCall, validateQKV } from '../../core/validate.js';
-import { attendLinear, attendLinearBytes } from '../../../kernels/linear/attend.js';
-import { causalChunks, disposeState, emptyState, type LinearState } from '../../../kernels/linear/composite.js';
-import { featureOps, isExpKind, type FeatureKind } from '../../../kernels/linear/feature_maps.js';
-import { problemDims } from '../../core/validate.js';
+import type { Complexity } from '../../core/types.js';
+import { checkBool, checkConfigKeys } from '../../core/validate.js';
+import type { FeatureKind } from '../../../kernels/linear/feature_maps.js';
+import { meta } from './linear.meta.js';
+import { KernelizedAttention, type FeatureSetup } from '../kernelized-base.js';
+
+export type { KernelizedDecodeResult, KernelizedDecodeState } from '../kernelized-base.js';
+
+export { meta };
 
 /** Config of {@link linearAttention}. */
 export interface LinearConfig {
@@ -42,184 +43,10 @@ export interface LinearConfig {
   causal?: boolean;
 }
 
-/**
- * The state of an incremental decode of `linear` or `performer`: per (batch, kv head) the sums
- * over every position decoded so far. Its size is fixed (O(F·dv), F = d or the feature count M),
- * whatever the length.
- */
-export interface KernelizedDecodeState {
-  /** `Σ φ(k_j) v_jᵀ`: `[batch, kvHeads, F, dv]`. */
-  s: tf.Tensor4D;
-  /** `Σ φ(k_j)`: `[batch, kvHeads, 1, F]`. */
-  z: tf.Tensor4D;
-  /** FAVOR+ softmax kernel only: the running max of the key exponents per feature (`s` and `z` are held at scale exp(−r)), `[batch, kvHeads, 1, F]`; null otherwise. */
-  r: tf.Tensor4D | null;
-  /** Number of positions decoded. */
-  length: number;
-}
-
-/** The result of one {@link KernelizedAttention.decode} step. */
-export interface KernelizedDecodeResult {
-  /** `[batch, heads, t, dv]` for the t new positions. */
-  output: tf.Tensor4D;
-  /** The new state (the state passed in has been disposed). */
-  state: KernelizedDecodeState;
-}
-
-/** The feature map of one call: kind, count, ω and input scale. */
-export interface FeatureSetup {
-  kind: FeatureKind;
-  features: number;
-  /** FAVOR+: ω `[d, M]`, and whether the caller must dispose it after the call. */
-  omega: tf.Tensor2D | null;
-  ownsOmega: boolean;
-  xscale: number;
-}
-
-/**
- * Linear attention with a feature map; the class behind `linear` and `performer`.
- */
-export abstract class KernelizedAttention<C extends { causal?: boolean }> implements Attention<C> {
-  abstract readonly id: string;
-  readonly family: Family = 'kernelized';
-  abstract readonly complexity: Complexity;
-  abstract get config(): Readonly<C & { causal: boolean }>;
-
-  /** The feature map for head dim d (may upload ω; validates config against d). */
-  protected abstract setup(d: number): FeatureSetup;
-  /** Feature kind and count for `memoryBytes` (no upload). */
-  protected abstract featureShape(d: number): { kind: FeatureKind; features: number };
-  /** Bytes a call uploads for its features (ω), counted in `memoryBytes`. */
-  protected uploadBytes(_d: number): number {
-    return 0;
-  }
-
-  /**
-   * Attention of `q [batch, heads, n, d]` over `k [batch, kvHeads, m, d]`, `v [batch, kvHeads, m, dv]`.
-   *
-   * @param options - `implementation` ('auto' | 'kernel' | 'composite'), `keyLength` (one valid key count per batch element).
-   * @returns `[batch, heads, n, dv]`
-   * @throws AttentionError on any invalid input, before dispatch.
-   */
-  apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
-    const { dims, implementation, keyLength } = validateCall(q, k, v, options);
-    this.featureShape(dims.d); // validates config against d before anything is created
-    const f = this.setup(dims.d);
-    try {
-      return attendLinear(
-        q,
-        k,
-        v,
-        dims,
-        { kind: f.kind, causal: this.config.causal, omega: f.omega, xscale: f.xscale, keyLength },
-        implementation,
-      );
-    } finally {
-      if (f.ownsOmega) f.omega?.dispose();
-    }
-  }
-
-  /**
-   * Upper bound of the intermediate bytes of `apply` for `problem` (inputs and output excluded):
-   * O(n·F + F·dv) on both paths (F = d, or the feature count M).
-   */
-  memoryBytes(problem: Problem): number {
-    const dims = problemDims(problem);
-    const impl: Implementation = problem.implementation ?? 'auto';
-    const path = impl === 'auto' ? (kernelAvailable() ? 'kernel' : 'composite') : impl;
-    const { kind, features } = this.featureShape(dims.d);
-    return attendLinearBytes(dims, kind, features, this.config.causal, path, !!problem.keyLength) + this.uploadBytes(dims.d);
-  }
-
-  /**
-   * One incremental decode step (needs `causal: true`): the t new positions (usually 1) attend
-   * everything decoded so far and each other causally, and are added to the state. The state
-   * holds `S = Σ φ(k)vᵀ` and `z = Σ φ(k)` per kv head: O(F·dv), flat in the sequence length.
-   * Every step equals a full causal recompute. Runs as tfjs ops on the active backend.
-   *
-   * @param q - `[batch, heads, t, d]`
-   * @param k - `[batch, kvHeads, t, d]`
-   * @param v - `[batch, kvHeads, t, dv]`
-   * @param state - the previous step's state (consumed: its tensors are disposed), or undefined to start.
-   * @example
-   * ```ts
-   * const attn = linearAttention({ causal: true });
-   * let state;
-   * for (const [q, k, v] of tokens) {
-   *   const step = attn.decode(q, k, v, state);
-   *   state = step.state;
-   *   use(step.output); step.output.dispose();
-   * }
-   * attn.disposeState(state);
-   * ```
-   */
-  decode(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, state?: KernelizedDecodeState | null): KernelizedDecodeResult {
-    if (!this.config.causal) {
-      throw new AttentionError('config.causal', 'true for decode (incremental decoding is causal)', 'false');
-    }
-    const dims = validateQKV(q, k, v);
-    if (dims.n !== dims.m) throw new AttentionError('k', `the new positions' keys: length t = ${dims.n} (as q)`, `${dims.m}`);
-    const { kind, features } = this.featureShape(dims.d);
-    const exp = isExpKind(kind);
-    if (state) this.checkState(state, dims, features, exp);
-    const f = this.setup(dims.d);
-    const { batch, kvHeads, group, n: t, d, dv } = dims;
-    const initial: LinearState = state ? { s: state.s, z: state.z, r: state.r } : emptyState(batch, kvHeads, features, dv, exp);
-    try {
-      const ops = featureOps(f.kind, f.omega, f.xscale);
-      const fq = tf.tidy(() => ops.query(tf.reshape(q, [batch, kvHeads, group, t, d])));
-      const fk = ops.key(k);
-      const { out, state: next } = causalChunks(fq, fk, v, null, initial, exp);
-      fq.dispose();
-      fk.dispose();
-      const output = tf.reshape(out, [batch, dims.heads, t, dv]) as tf.Tensor4D;
-      out.dispose();
-      disposeState(initial);
-      return { output, state: { ...next, length: (state?.length ?? 0) + t } };
-    } catch (e) {
-      if (!state) disposeState(initial);
-      throw e;
-    } finally {
-      if (f.ownsOmega) f.omega?.dispose();
-    }
-  }
-
-  /** Frees a decode state's tensors. */
-  disposeState(state: KernelizedDecodeState | null | undefined): void {
-    if (!state) return;
-    state.s.dispose();
-    state.z.dispose();
-    state.r?.dispose();
-  }
-
-  private checkState(state: KernelizedDecodeState, dims: Dims, features: number, exp: boolean): void {
-    checkTensor4D('state.s', state.s);
-    checkTensor4D('state.z', state.z);
-    if (exp) checkTensor4D('state.r', state.r);
-    const want = (shape: number[], sh: number[]) => shape.length === sh.length && shape.every((x, i) => x === sh[i]);
-    const { batch, kvHeads, dv } = dims;
-    const ok =
-      want(state.s.shape, [batch, kvHeads, features, dv]) &&
-      want(state.z.shape, [batch, kvHeads, 1, features]) &&
-      (!exp || want(state.r!.shape, [batch, kvHeads, 1, features])) &&
-      Number.isInteger(state.length) &&
-      state.length >= 0;
-    if (!ok) {
-      throw new AttentionError(
-        'state',
-        `a decode state with s [${batch}, ${kvHeads}, ${features}, ${dv}], z [${batch}, ${kvHeads}, 1, ${features}]${exp ? ', r as z' : ''}`,
-        `s ${show(state.s.shape)}, z ${show(state.z.shape)}${exp ? `, r ${show(state.r?.shape)}` : ''}, length ${show(state.length)}`,
-      );
-    }
-  }
-
-  /** Frees weights the variant owns (none for `linear`). */
-  dispose(): void {}
-}
-
 class LinearAttention extends KernelizedAttention<LinearConfig> {
-  readonly id = 'linear';
-  readonly complexity: Complexity = { time: 'O(n·d·dv)', memory: 'O(n·d + d·dv)' };
+  readonly id = meta.id;
+  readonly family = meta.family;
+  readonly complexity: Complexity = meta.complexity;
 
   constructor(private readonly cfg: Readonly<Required<LinearConfig>>) {
     super();
@@ -254,7 +81,7 @@ class LinearAttention extends KernelizedAttention<LinearConfig> {
  */
 export function linearAttention(config: LinearConfig = {}): KernelizedAttention<LinearConfig> {
   if (typeof config !== 'object' || config === null) throw new AttentionError('config', 'an object', show(config));
-  checkConfigKeys('linear', config, ['featureMap', 'causal']);
+  checkConfigKeys(meta.id, config, ['featureMap', 'causal']);
   const featureMap = config.featureMap === undefined ? 'elu+1' : config.featureMap;
   if (featureMap !== 'elu+1' && featureMap !== 'relu') throw new AttentionError('config.featureMap', "'elu+1' or 'relu'", show(featureMap));
   const causal = config.causal === undefined ? false : checkBool('config.causal', config.causal);

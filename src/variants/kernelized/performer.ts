@@ -35,11 +35,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
 import type { Complexity } from '../../core/types.js';
-import { checkBool, checkConfigKeys, checkInt, checkScale } from '../../core/validate.js';
+import { checkBool, checkConfigKeys, checkInt, checkMatrix, checkScale, ownMatrix } from '../../core/validate.js';
 import type { FeatureKind } from '../../../kernels/linear/feature_maps.js';
-import { KernelizedAttention, type FeatureSetup } from './linear.js';
+import { KernelizedAttention, type FeatureSetup } from '../kernelized-base.js';
+import { meta } from './performer.meta.js';
 
-export type { KernelizedDecodeState, KernelizedDecodeResult } from './linear.js';
+export { meta };
+
+export type { KernelizedDecodeState, KernelizedDecodeResult } from '../kernelized-base.js';
 
 /** Config of {@link performerAttention}. */
 export interface PerformerConfig {
@@ -112,30 +115,11 @@ export function randomFeatures(d: number, M: number, seed: number, orthogonal: b
   return out;
 }
 
-/** Validates an explicit omega and returns a float32 copy owned by the variant. */
-function ownOmega(omega: unknown): tf.Tensor2D {
-  const name = 'config.omega';
-  if (omega instanceof tf.Tensor) {
-    if (omega.isDisposed) throw new AttentionError(name, 'a live tensor', 'a disposed tensor');
-    if (omega.rank !== 2 || omega.shape.some((s: number) => s === 0)) throw new AttentionError(name, 'a tensor of shape [d, M]', `shape ${show(omega.shape)}`);
-    if (omega.dtype !== 'float32') throw new AttentionError(name, "dtype 'float32'", show(omega.dtype));
-    return tf.clone(omega) as tf.Tensor2D;
-  }
-  if (!Array.isArray(omega) || omega.length === 0 || !omega.every((r) => Array.isArray(r))) {
-    throw new AttentionError(name, 'a tf.Tensor2D or a nested number array [d][M]', show(typeof omega));
-  }
-  const M = (omega[0] as unknown[]).length;
-  if (M === 0 || !omega.every((r: unknown[]) => r.length === M && r.every((x) => typeof x === 'number' && Number.isFinite(x)))) {
-    throw new AttentionError(name, `a rectangular [d][M] array of finite numbers`, `rows of lengths ${show(omega.map((r: unknown[]) => r.length))}`);
-  }
-  // Through one op, so that the features live on the active backend's device from the start.
-  return tf.tidy(() => tf.add(tf.tensor2d(omega as number[][], [omega.length, M], 'float32'), 0)) as tf.Tensor2D;
-}
-
 /** FAVOR+ attention; see the module comment. */
 export class PerformerAttention extends KernelizedAttention<ResolvedPerformerConfig> {
-  readonly id = 'performer';
-  readonly complexity: Complexity = { time: 'O(n·M·(d + dv))', memory: 'O(n·M + M·dv)' };
+  readonly id = meta.id;
+  readonly family = meta.family;
+  readonly complexity: Complexity = meta.complexity;
   private cfg: Readonly<ResolvedPerformerConfig>;
   private explicit: tf.Tensor2D | null;
   private readonly cache = new Map<number, Float32Array>();
@@ -231,7 +215,7 @@ export class PerformerAttention extends KernelizedAttention<ResolvedPerformerCon
  */
 export function performerAttention(config: PerformerConfig = {}): PerformerAttention {
   if (typeof config !== 'object' || config === null) throw new AttentionError('config', 'an object', show(config));
-  checkConfigKeys('performer', config, ['features', 'kernel', 'orthogonal', 'seed', 'omega', 'causal', 'scale']);
+  checkConfigKeys(meta.id, config, ['features', 'kernel', 'orthogonal', 'seed', 'omega', 'causal', 'scale']);
   const kernel = config.kernel === undefined ? 'softmax' : config.kernel;
   if (kernel !== 'softmax' && kernel !== 'relu') throw new AttentionError('config.kernel', "'softmax' or 'relu'", show(kernel));
   const orthogonal = config.orthogonal === undefined ? true : checkBool('config.orthogonal', config.orthogonal);
@@ -242,20 +226,13 @@ export function performerAttention(config: PerformerConfig = {}): PerformerAtten
   }
   const seed = config.seed === undefined ? DEFAULT_SEED : checkInt('config.seed', config.seed, 0);
   const featuresGiven = config.features === undefined ? undefined : checkInt('config.features', config.features, 1, MAX_FEATURES);
-  let explicit: tf.Tensor2D | null = null;
-  if (config.omega !== undefined) {
-    explicit = ownOmega(config.omega);
-    if (featuresGiven !== undefined && featuresGiven !== explicit.shape[1]) {
-      const shape = explicit.shape;
-      explicit.dispose();
-      throw new AttentionError('config.features', `omega's second dimension ${shape[1]}`, `${featuresGiven}`);
-    }
-    if (explicit.shape[1] > MAX_FEATURES) {
-      const shape = explicit.shape;
-      explicit.dispose();
-      throw new AttentionError('config.omega', `at most ${MAX_FEATURES} features`, `shape ${show(shape)}`);
-    }
+  const omega = config.omega === undefined ? null : checkMatrix('config.omega', config.omega, '[d, M]');
+  if (omega && featuresGiven !== undefined && featuresGiven !== omega.shape[1]) {
+    throw new AttentionError('config.features', `omega's second dimension ${omega.shape[1]}`, `${featuresGiven}`);
   }
+  if (omega && omega.shape[1] > MAX_FEATURES) throw new AttentionError('config.omega', `at most ${MAX_FEATURES} features`, `shape ${show(omega.shape)}`);
+  // Everything is checked: only now is the explicit omega copied (the one dispatch).
+  const explicit = omega ? ownMatrix(omega) : null;
   const features = explicit ? explicit.shape[1] : (featuresGiven ?? 256);
   const cfg: ResolvedPerformerConfig = { features, kernel, orthogonal, seed, causal, omega: explicit ? 'explicit' : 'seeded' };
   if (scale !== undefined) cfg.scale = scale;

@@ -25,16 +25,19 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../core/backend.js';
-import { kernelAvailable, resolveImplementation } from '../../core/dispatch.js';
+import { resolveImplementation } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
-import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
-import { checkBool, checkConfigKeys, checkInt, checkScale, validateCall } from '../../core/validate.js';
+import type { ApplyOptions, Attention, Complexity, Dims, Problem } from '../../core/types.js';
+import { checkBool, checkConfigKeys, checkInt, checkMatrix, checkScale, ownMatrix, validateCall } from '../../core/validate.js';
 import { attendDense, attendDenseBytes } from '../../../kernels/flash/attend.js';
 import { activeKernelLimits } from '../../../kernels/flash/kernel.js';
 import { planFlash } from '../../../kernels/flash/plan.js';
 import { keyValidity } from '../../../kernels/linear/composite.js';
-import { problemDims } from '../../core/validate.js';
+import { problemDims, problemPath } from '../../core/validate.js';
+import { meta } from './linformer.meta.js';
+
+export { meta };
 
 /** Config of {@link linformerAttention}. */
 export interface LinformerConfig {
@@ -95,29 +98,11 @@ export function linformerProjections(k: number, maxLength: number, seed: number,
   return { e, f: shareKV ? null : draw() };
 }
 
-/** Validates one explicit projection and returns a float32 copy owned by the variant. */
-function ownProjection(name: string, p: unknown): tf.Tensor2D {
-  if (p instanceof tf.Tensor) {
-    if (p.isDisposed) throw new AttentionError(name, 'a live tensor', 'a disposed tensor');
-    if (p.rank !== 2 || p.shape.some((s: number) => s === 0)) throw new AttentionError(name, 'a tensor of shape [k, maxLength]', `shape ${show(p.shape)}`);
-    if (p.dtype !== 'float32') throw new AttentionError(name, "dtype 'float32'", show(p.dtype));
-    return tf.clone(p) as tf.Tensor2D;
-  }
-  if (!Array.isArray(p) || p.length === 0 || !p.every((r) => Array.isArray(r))) {
-    throw new AttentionError(name, 'a tf.Tensor2D or a nested number array [k][maxLength]', show(typeof p));
-  }
-  const cols = (p[0] as unknown[]).length;
-  if (cols === 0 || !p.every((r: unknown[]) => r.length === cols && r.every((x) => typeof x === 'number' && Number.isFinite(x)))) {
-    throw new AttentionError(name, 'a rectangular [k][maxLength] array of finite numbers', `rows of lengths ${show(p.map((r: unknown[]) => r.length))}`);
-  }
-  return tf.tidy(() => tf.add(tf.tensor2d(p as number[][], [p.length, cols], 'float32'), 0)) as tf.Tensor2D;
-}
-
 /** Linformer attention; see the module comment. */
 export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
-  readonly id = 'linformer';
-  readonly family = 'memory saving' as const;
-  readonly complexity: Complexity = { time: 'O(n·k·d + m·k·d)', memory: 'O(n·k)' };
+  readonly id = meta.id;
+  readonly family = meta.family;
+  readonly complexity: Complexity = meta.complexity;
 
   constructor(
     readonly config: Readonly<ResolvedLinformerConfig>,
@@ -173,8 +158,7 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
    */
   memoryBytes(problem: Problem): number {
     const dims = problemDims(problem);
-    const impl: Implementation = problem.implementation ?? 'auto';
-    const path = impl === 'auto' ? (kernelAvailable() ? 'kernel' : 'composite') : impl;
+    const path = problemPath(problem);
     const { batch, kvHeads, m, d, dv } = dims;
     const kp = this.config.k;
     const slices = m === this.config.maxLength ? 0 : (this.config.shareKV ? 1 : 2) * kp * m * 4;
@@ -216,7 +200,7 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
  */
 export function linformerAttention(config: LinformerConfig): LinformerAttention {
   if (typeof config !== 'object' || config === null) throw new AttentionError('config', 'an object', show(config));
-  checkConfigKeys('linformer', config, ['k', 'maxLength', 'shareKV', 'projections', 'seed', 'causal', 'scale']);
+  checkConfigKeys(meta.id, config, ['k', 'maxLength', 'shareKV', 'projections', 'seed', 'causal', 'scale']);
   if (config.causal !== undefined && checkBool('config.causal', config.causal)) {
     throw new AttentionError('config.causal', 'false (Linformer projects the whole sequence, so it cannot be causal)', 'true');
   }
@@ -238,25 +222,17 @@ export function linformerAttention(config: LinformerConfig): LinformerAttention 
     for (const key of Object.keys(p)) if (key !== 'e' && key !== 'f') throw new AttentionError(`config.projections.${key}`, 'one of e, f', `unknown key '${key}'`);
     if (shareKV && p.f !== undefined) throw new AttentionError('config.projections.f', 'omitted with shareKV (values use e)', 'a projection');
     if (!shareKV && p.f === undefined) throw new AttentionError('config.projections.f', 'a [k, maxLength] projection (or shareKV: true)', 'undefined');
-    e = ownProjection('config.projections.e', p.e);
-    if (p.f !== undefined) {
-      try {
-        f = ownProjection('config.projections.f', p.f);
-      } catch (err) {
-        e.dispose();
-        throw err;
-      }
-    }
-    const [kp, len] = e.shape;
+    const ce = checkMatrix('config.projections.e', p.e, '[k, maxLength]');
+    const cf = p.f === undefined ? null : checkMatrix('config.projections.f', p.f, '[k, maxLength]');
+    const [kp, len] = ce.shape;
     const problem =
-      (f && (f.shape[0] !== kp || f.shape[1] !== len) && { arg: 'config.projections.f', want: `shape [${kp}, ${len}] (as e)`, got: show(f.shape) }) ||
+      (cf && (cf.shape[0] !== kp || cf.shape[1] !== len) && { arg: 'config.projections.f', want: `shape [${kp}, ${len}] (as e)`, got: show(cf.shape) }) ||
       (kGiven !== undefined && kGiven !== kp && { arg: 'config.k', want: `the projections' first dimension ${kp}`, got: `${kGiven}` }) ||
       (maxGiven !== undefined && maxGiven !== len && { arg: 'config.maxLength', want: `the projections' second dimension ${len}`, got: `${maxGiven}` });
-    if (problem) {
-      e.dispose();
-      f?.dispose();
-      throw new AttentionError(problem.arg, problem.want, problem.got);
-    }
+    if (problem) throw new AttentionError(problem.arg, problem.want, problem.got);
+    // Everything is checked: only now are the projections copied.
+    e = ownMatrix(ce);
+    if (cf) f = ownMatrix(cf);
   } else {
     if (maxGiven === undefined) throw new AttentionError('config.maxLength', 'the longest sequence length (an integer >= 1)', 'undefined');
     const kp = kGiven ?? 256;

@@ -21,6 +21,9 @@ import type { Dims } from '../../core/types.js';
 import { checkInt } from '../../core/validate.js';
 import { checkBaseConfig } from '../../core/validate.js';
 import { DenseAttention, type DenseConfig } from '../dense-base.js';
+import { meta } from './multi-query.meta.js';
+
+export { meta };
 
 /** Config of {@link multiQueryAttention}. */
 export type MultiQueryConfig = DenseConfig;
@@ -36,7 +39,7 @@ class SharedKVAttention<C extends DenseConfig> extends DenseAttention<C> {
     config: Readonly<C & { causal: boolean }>,
     private readonly kvHeadsRequired: number,
   ) {
-    super('multi-query', 'memory saving', config);
+    super(meta.id, meta.family, config, meta.complexity);
   }
 
   protected override checkHeads(dims: Dims): void {
@@ -61,7 +64,7 @@ class SharedKVAttention<C extends DenseConfig> extends DenseAttention<C> {
  * ```
  */
 export function multiQueryAttention(config: MultiQueryConfig = {}): DenseAttention<MultiQueryConfig> {
-  const checked = checkBaseConfig('multi-query', config);
+  const checked = checkBaseConfig(meta.id, config);
   return new SharedKVAttention<MultiQueryConfig>(Object.freeze({ ...checked }), 1);
 }
 
@@ -79,7 +82,7 @@ export function multiQueryAttention(config: MultiQueryConfig = {}): DenseAttenti
  * ```
  */
 export function groupedQueryAttention(config: GroupedQueryConfig): DenseAttention<GroupedQueryConfig> {
-  const checked = checkBaseConfig('multi-query', config ?? ({} as GroupedQueryConfig), ['groups']);
+  const checked = checkBaseConfig(meta.id, config ?? ({} as GroupedQueryConfig), ['groups']);
   const groups = checkInt('config.groups', config.groups, 1);
   return new SharedKVAttention<GroupedQueryConfig>(Object.freeze({ ...checked, groups }), groups);
 }

@@ -21,12 +21,12 @@
  *
  * @module
  */
-import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
-import { range, type PartDef } from '../../../kernels/flash/parts.js';
-import { SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
+import { add, keyIn, lt, or, P, param, sub, type ParamValues, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { checkInt } from '../../core/validate.js';
-import { checkPatternConfig, i32, PatternAttention, type PatternBaseConfig } from '../pattern.js';
-import { globalBandLayout, globalBandParts, type GlobalBand } from '../global-band.js';
+import { checkPatternConfig, PatternAttention, pow2Clamp, type PatternBaseConfig } from '../pattern.js';
+import { meta } from './etc.meta.js';
+
+export { meta };
 
 /** Config of {@link etcAttention}. */
 export interface EtcConfig extends PatternBaseConfig {
@@ -38,51 +38,22 @@ export interface EtcConfig extends PatternBaseConfig {
 
 type Resolved = EtcConfig & { globalTokens: number; radius: number };
 
+const g = param('g');
+/** The pattern, stated once: a global key, or a global query, or the band `|p − j| <= r`. */
+export const ETC_RULE: RuleDecl = { allow: or(keyIn(0, sub(g, 1)), lt(P, g), keyIn(sub(P, param('r')), add(P, param('r')))) };
+
 /** ETC global-local attention; see the module doc. */
 export class EtcAttention extends PatternAttention<Resolved> {
-  protected weight(p: number, j: number): number {
-    const { globalTokens: g, radius: r } = this.config;
-    return p < g || j < g || Math.abs(p - j) <= r ? 1 : 0;
+  protected get rule(): RuleDecl {
+    return ETC_RULE;
   }
 
-  private band(n: number, m: number, heads: number): GlobalBand {
-    const g = this.config.globalTokens;
-    return {
-      n, m, heads,
-      causal: this.config.causal,
-      window: this.config.radius,
-      dilation: 1,
-      globals: range(0, Math.min(g, m) - 1),
-      isGlobal: (x) => x < g,
-    };
+  protected params(): ParamValues {
+    return { g: this.config.globalTokens, r: this.config.radius };
   }
 
-  protected kernelPlan(n: number, m: number, heads: number): SparseKernelPlan {
-    const { globalTokens: g, radius: r } = this.config;
-    const G = i32(g);
-    const R = i32(r);
-    const rule: ElementRule = {
-      key: `etc:${g}:${r}`,
-      wgsl: `
-  fn ruleWeight(p : i32, j : i32, h : i32) -> f32 {
-    if (p < ${G} || j < ${G} || abs(p - j) <= ${R}) { return 1.0; }
-    return 0.0;
-  }
-  fn ruleSeek(p : i32, j : i32, h : i32) -> i32 {
-    if (p < ${G} || j < ${G}) { return j; }
-    if (j > p + ${R}) { return ${SEEK_END}; }
-    return max(j, p - ${R});
-  }`,
-      params: null,
-      weight: (p, j) => this.weight(p, j),
-      seeks: true,
-      seek: (p, j) => (p < g || j < g ? j : j > p + r ? SEEK_END : Math.max(j, p - r)),
-    };
-    return { layout: globalBandLayout(this.band(n, m, heads)), rule };
-  }
-
-  protected partDefs(n: number, m: number, heads: number): PartDef[] {
-    return globalBandParts(this.band(n, m, heads));
+  protected override block(): number {
+    return pow2Clamp(this.config.radius, 8, 64);
   }
 }
 
@@ -101,8 +72,8 @@ export class EtcAttention extends PatternAttention<Resolved> {
  * ```
  */
 export function etcAttention(config: EtcConfig = {}): EtcAttention {
-  const base = checkPatternConfig('etc', config, ['globalTokens', 'radius']);
+  const base = checkPatternConfig(meta.id, config, ['globalTokens', 'radius']);
   const globalTokens = config.globalTokens === undefined ? 16 : checkInt('config.globalTokens', config.globalTokens, 0);
   const radius = config.radius === undefined ? 128 : checkInt('config.radius', config.radius, 0);
-  return new EtcAttention('etc', 'side memory', Object.freeze({ ...base, globalTokens, radius }), { time: 'O(n·(r + g)·d)', memory: 'O(n·(r + g))' });
+  return new EtcAttention(meta.id, meta.family, Object.freeze({ ...base, globalTokens, radius }), meta.complexity);
 }

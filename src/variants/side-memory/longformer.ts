@@ -24,13 +24,13 @@
  *
  * @module
  */
-import type { SparseKernelPlan } from '../../../kernels/flash/sparse_attend.js';
-import type { PartDef } from '../../../kernels/flash/parts.js';
-import { SEEK_END, type ElementRule } from '../../../kernels/flash/layout.js';
+import { add, and, headParam, inTable, keyFlag, keyIn, keyLattice, mul, or, P, param, sub, type ParamValues, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { checkInt } from '../../core/validate.js';
-import { checkDilation, checkDilationHeads, checkPatternConfig, dilationOf, i32, mod, PatternAttention, type PatternBaseConfig } from '../pattern.js';
-import { globalBandLayout, globalBandParts, type GlobalBand } from '../global-band.js';
+import { checkDilation, checkPatternConfig, PatternAttention, pow2Clamp, type HeadArray, type PatternBaseConfig } from '../pattern.js';
+import { meta } from './longformer.meta.js';
+
+export { meta };
 
 /** Config of {@link longformerAttention}. */
 export interface LongformerConfig extends PatternBaseConfig {
@@ -44,33 +44,40 @@ export interface LongformerConfig extends PatternBaseConfig {
 
 type Resolved = LongformerConfig & { window: number; dilation: number | number[]; global: number[] };
 
-/** The largest m whose positions the kernel's f32 rule tables hold exactly. */
-const MAX_TABLE_M = 1 << 24;
+const reach = mul(param('w'), headParam('r'));
+/**
+ * The pattern, stated once: a global key, or a global query (flags in a per-position table),
+ * or the dilated band `|p − j| <= w·r_h` on the lattice `j ≡ p (mod r_h)`.
+ */
+export const LONGFORMER_RULE: RuleDecl = {
+  allow: or(keyFlag('global'), inTable('global', P), and(keyIn(sub(P, reach), add(P, reach)), keyLattice(P, headParam('r')))),
+};
+/** The same without dilation (r = 1 on every head, the default): a plain band, and an exact seek. */
+export const LONGFORMER_UNDILATED_RULE: RuleDecl = {
+  allow: or(keyFlag('global'), inTable('global', P), keyIn(sub(P, param('w')), add(P, param('w')))),
+};
 
 /** Longformer attention; see the module doc. */
 export class LongformerAttention extends PatternAttention<Resolved> {
-  private readonly globalSet: Set<number>;
-
-  constructor(...args: ConstructorParameters<typeof PatternAttention<Resolved>>) {
-    super(...args);
-    this.globalSet = new Set(this.config.global);
+  protected get rule(): RuleDecl {
+    const d = this.config.dilation;
+    return (Array.isArray(d) ? d.every((r) => r === 1) : d === 1) ? LONGFORMER_UNDILATED_RULE : LONGFORMER_RULE;
   }
 
-  private band(n: number, m: number, heads: number): GlobalBand {
-    return {
-      n, m, heads,
-      causal: this.config.causal,
-      window: this.config.window,
-      dilation: this.config.dilation,
-      globals: this.config.global,
-      isGlobal: (x) => this.globalSet.has(x),
-    };
+  protected params(_n: number, m: number): ParamValues {
+    const flags = new Int32Array(m);
+    for (const x of this.config.global) if (x < m) flags[x] = 1;
+    return { w: this.config.window, r: this.config.dilation, global: flags };
   }
 
-  protected weight(p: number, j: number, h: number): number {
-    if (this.globalSet.has(j) || this.globalSet.has(p)) return 1;
-    const r = dilationOf(this.config.dilation, h);
-    return Math.abs(p - j) <= this.config.window * r && (p - j) % r === 0 ? 1 : 0;
+  protected override headArray(): HeadArray | null {
+    const d = this.config.dilation;
+    return Array.isArray(d) ? { name: 'config.dilation', noun: 'dilation', values: d } : null;
+  }
+
+  protected override block(): number {
+    const d = this.config.dilation;
+    return pow2Clamp(this.config.window * (Array.isArray(d) ? Math.max(...d) : d), 8, 64);
   }
 
   protected override checkSizes(n: number, m: number): void {
@@ -78,78 +85,6 @@ export class LongformerAttention extends PatternAttention<Resolved> {
     this.config.global.forEach((x, s) => {
       if (x >= m) throw new AttentionError(`config.global[${s}]`, `a position in [0, m = ${m})`, `${x}`);
     });
-  }
-
-  protected override checkHeads(heads: number): void {
-    checkDilationHeads('config.dilation', this.config.dilation, heads);
-  }
-
-  protected override checkHead(head: number): void {
-    const d = this.config.dilation;
-    if (Array.isArray(d) && head >= d.length) throw new AttentionError('head', `a query head below ${d.length} (entries of config.dilation)`, `${head}`);
-  }
-
-  protected kernelPlan(n: number, m: number, heads: number): SparseKernelPlan {
-    if (m > MAX_TABLE_M) throw new AttentionError('k', `at most ${MAX_TABLE_M} keys for longformer's fused kernel`, `m = ${m}`, "Use implementation 'composite'.");
-    const { window: w, dilation, global } = this.config;
-    const perHead = Array.isArray(dilation);
-    // params: [offset of isGlobal, offset of nextGlobal, dilation per head…, isGlobal[m], nextGlobal[m + 1]].
-    const dil = perHead ? dilation : [];
-    const gOff = 2 + dil.length;
-    const nOff = gOff + m;
-    const params = new Float32Array(nOff + m + 1);
-    params[0] = gOff;
-    params[1] = nOff;
-    params.set(dil, 2);
-    for (const x of global) params[gOff + x] = 1;
-    let next = SEEK_END;
-    for (let x = m; x >= 0; x--) {
-      if (x < m && this.globalSet.has(x)) next = x;
-      params[nOff + x] = next;
-    }
-    const r = perHead ? 'i32(params[2 + h])' : i32(dilation);
-    const W = i32(w);
-    const rule: ElementRule = {
-      key: `longformer:${w}:${perHead ? 'perHead' : dilation}`,
-      wgsl: `
-  fn isGlobal(x : i32) -> bool { return params[i32(params[0]) + x] > 0.5; }
-  fn ruleWeight(p : i32, j : i32, h : i32) -> f32 {
-    if (isGlobal(j) || isGlobal(p)) { return 1.0; }
-    let r = ${r};
-    let d = p - j;
-    if (abs(d) <= ${W} * r && d % r == 0) { return 1.0; }
-    return 0.0;
-  }
-  fn ruleSeek(p : i32, j : i32, h : i32) -> i32 {
-    if (isGlobal(p)) { return j; }
-    let nextGlobal = i32(params[i32(params[1]) + j]);
-    let r = ${r};
-    var band = ${SEEK_END};
-    if (j <= p + ${W} * r) {
-      let j1 = max(j, p - ${W} * r);
-      band = j1 + (((p - j1) % r) + r) % r;
-    }
-    return min(nextGlobal, band);
-  }`,
-      params,
-      weight: (p, j, h) => this.weight(p, j, h),
-      seeks: true,
-      seek: (p, j, h) => {
-        if (this.globalSet.has(p)) return j;
-        const rh = dilationOf(dilation, h);
-        let band = SEEK_END;
-        if (j <= p + w * rh) {
-          const j1 = Math.max(j, p - w * rh);
-          band = j1 + mod(p - j1, rh);
-        }
-        return Math.min(params[nOff + j], band);
-      },
-    };
-    return { layout: globalBandLayout(this.band(n, m, heads)), rule };
-  }
-
-  protected partDefs(n: number, m: number, heads: number): PartDef[] {
-    return globalBandParts(this.band(n, m, heads));
   }
 }
 
@@ -169,7 +104,7 @@ export class LongformerAttention extends PatternAttention<Resolved> {
  * ```
  */
 export function longformerAttention(config: LongformerConfig = {}): LongformerAttention {
-  const base = checkPatternConfig('longformer', config, ['window', 'dilation', 'global']);
+  const base = checkPatternConfig(meta.id, config, ['window', 'dilation', 'global']);
   const window = config.window === undefined ? 128 : checkInt('config.window', config.window, 0);
   const dilation = config.dilation === undefined ? 1 : checkDilation('config.dilation', config.dilation);
   const given = config.global === undefined ? [] : config.global;
@@ -182,9 +117,9 @@ export function longformerAttention(config: LongformerConfig = {}): LongformerAt
   });
   global.sort((a, b) => a - b);
   return new LongformerAttention(
-    'longformer',
-    'side memory',
+    meta.id,
+    meta.family,
     Object.freeze({ ...base, window, dilation: Array.isArray(dilation) ? (Object.freeze([...dilation]) as number[]) : dilation, global: Object.freeze(global) as number[] }),
-    { time: 'O(n·(w + g)·d)', memory: 'O(n·(w + g))' },
+    meta.complexity,
   );
 }

@@ -1,0 +1,155 @@
+/**
+ * Every catalog entry fully wired. An entry's metadata is written once, in its
+ * `src/variants/<family>/<id>.meta.ts` (`meta`, re-exported by the variant module); the catalog
+ * lists it, and every other place that names the entry is checked against it here:
+ * - the meta file's place (`module`, family folder, id) and the variant module (re-exports the
+ *   same `meta`, exports exactly the listed factories, `load()` returns the first one);
+ * - instances: id, family and complexity come from the metadata; `capabilities` match what
+ *   instances can do (`pattern()`, `decode`, learned parameters, causal) and the spec's flags;
+ * - package.json `exports`, typedoc.json `entryPoints`, the README catalog table;
+ * - the conformance specs (test/specs/index.ts), the tour's and the bench suites' entries.
+ * A failure prints what the place should say.
+ */
+import fc from 'fast-check';
+import * as tf from '@tensorflow/tfjs-core';
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { catalog, type CatalogEntry, type EntryMeta } from '../src/index.js';
+import { initBackend } from '../src/core/backend.js';
+import { AttentionError } from '../src/core/errors.js';
+import { specs } from './specs/index.js';
+import { tourEntries } from '../bench/entries.js';
+import { PATTERN_CONFIGS } from '../bench/patterns.js';
+import { KERNELIZED_ENTRIES } from '../bench/kernelized.js';
+
+const root = resolve(import.meta.dirname, '..');
+const read = (p: string) => readFileSync(join(root, p), 'utf8');
+const ids = catalog.map((e) => e.id);
+const familyFolder = (e: EntryMeta) => e.family.replace(/ /g, '-');
+/** The metadata part of a catalog entry (without `load`). */
+const metaOf = (e: CatalogEntry): EntryMeta => {
+  const { load: _load, ...meta } = e;
+  return meta;
+};
+
+beforeAll(async () => {
+  await initBackend('cpu');
+});
+
+describe('the metadata', () => {
+  it('ids are unique', () => {
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('every meta file under src/variants/<family>/ is in the catalog, and sits at its module path', () => {
+    const metaFiles = readdirSync(join(root, 'src/variants'), { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .flatMap((d) => readdirSync(join(root, 'src/variants', d.name)).filter((f) => f.endsWith('.meta.ts')).map((f) => `variants/${d.name}/${f.replace(/\.meta\.ts$/, '')}`));
+    expect(metaFiles.sort(), 'meta files vs catalog modules').toEqual(catalog.map((e) => e.module).sort());
+    for (const e of catalog) {
+      expect(e.module, `${e.id}: module`).toBe(`variants/${familyFolder(e)}/${e.id}`);
+      expect(existsSync(join(root, 'src', `${e.module}.ts`)), `src/${e.module}.ts exists`).toBe(true);
+    }
+  });
+
+  it('src/index.ts imports each entry only through its meta file', () => {
+    const src = read('src/index.ts');
+    const statics = [...src.matchAll(/^import \{[^}]*\} from '\.\/(variants\/[^']+)\.js';$/gm)].map((m) => m[1]);
+    expect(statics.sort(), 'static imports of src/index.ts').toEqual(catalog.map((e) => `${e.module}.meta`).sort());
+  });
+
+  for (const e of catalog) {
+    it(`${e.id}: the module re-exports the same meta and exactly its factories; load() returns the first`, async () => {
+      const mod = (await import(/* @vite-ignore */ `../src/${e.module}.js`)) as Record<string, unknown>;
+      expect(mod.meta, `${e.module}.ts must \`export { meta }\` from './${e.id}.meta.js'`).toEqual(metaOf(e));
+      const factories = Object.keys(mod).filter((k) => /^[a-z]\w*Attention$/.test(k) && typeof mod[k] === 'function');
+      expect(factories.sort(), `${e.id}: exported factories`).toEqual([...e.factories].sort());
+      expect(await e.load(), `${e.id}: load() (src/index.ts's dynamic import) returns ${e.factories[0]} of ${e.module}`).toBe(mod[e.factories[0]]);
+    });
+  }
+});
+
+describe('instances and specs agree with the metadata', () => {
+  for (const e of catalog) {
+    it(e.id, () => {
+      const spec = specs[e.id];
+      expect(spec, `test/specs/index.ts has no spec for '${e.id}'`).toBeDefined();
+      expect(spec.id).toBe(e.id);
+      expect(spec.fused, `${e.id}: spec.fused vs capabilities.fused`).toBe(e.capabilities.fused);
+      expect(!spec.nonCausal, `${e.id}: spec.nonCausal vs capabilities.causal`).toBe(e.capabilities.causal);
+      const [c] = fc.sample(spec.cases, { seed: 3, numRuns: 1 });
+      const attn = spec.make(c.config);
+      try {
+        expect(attn.id).toBe(e.id);
+        expect(attn.family).toBe(e.family);
+        expect(attn.complexity, `${e.id}: the instance's complexity must be meta.complexity`).toEqual(e.complexity);
+        expect(typeof attn.pattern === 'function', `${e.id}: pattern() vs capabilities.pattern`).toBe(e.capabilities.pattern);
+        expect(typeof (attn as { decode?: unknown }).decode === 'function', `${e.id}: decode vs capabilities.decode`).toBe(e.capabilities.decode);
+        for (const name of e.capabilities.learned) {
+          const p = (attn as unknown as Record<string, unknown>)[name];
+          expect(p instanceof tf.Variable && p.trainable, `${e.id}: learned '${name}' is a trainable tf.Variable`).toBe(true);
+        }
+      } finally {
+        attn.dispose();
+      }
+      if (!e.capabilities.causal) {
+        expect(() => spec.make({ ...c.config, causal: true }), `${e.id}: causal: true must throw`).toThrow(AttentionError);
+      }
+    });
+  }
+
+  it('test/specs/index.ts has one spec per entry and no other', () => {
+    expect(Object.keys(specs).sort()).toEqual([...ids].sort());
+  });
+});
+
+describe('the package, the docs and the README', () => {
+  const pkg = JSON.parse(read('package.json')) as { exports: Record<string, unknown>; sideEffects: unknown };
+
+  it('package.json exports ".", "./backend" and one subpath per entry, to dist/src/<module>', () => {
+    const expected: Record<string, unknown> = {
+      '.': { types: './dist/src/index.d.ts', default: './dist/src/index.js' },
+      './backend': { types: './dist/src/core/backend.d.ts', default: './dist/src/core/backend.js' },
+    };
+    for (const e of catalog) expected[`./${e.id}`] = { types: `./dist/src/${e.module}.d.ts`, default: `./dist/src/${e.module}.js` };
+    expect(pkg.exports, `package.json "exports" should be:\n${JSON.stringify(expected, null, 2)}`).toEqual(expected);
+    expect(pkg.sideEffects).toBe(false);
+  });
+
+  it('typedoc.json has one entry point per entry', () => {
+    const typedoc = JSON.parse(read('typedoc.json')) as { entryPoints: string[] };
+    const expected = ['src/index.ts', 'src/core/backend.ts', ...catalog.map((e) => `src/${e.module}.ts`)];
+    expect([...typedoc.entryPoints].sort(), `typedoc.json "entryPoints" should be:\n${JSON.stringify(expected, null, 2)}`).toEqual([...expected].sort());
+  });
+
+  it("README's catalog table lists every entry, in catalog order, with its metadata", () => {
+    const readme = read('README.md');
+    const header = '| id (subpath) | factory | family | time | memory |';
+    const start = readme.indexOf(header);
+    expect(start, 'README.md has the catalog table').toBeGreaterThanOrEqual(0);
+    const lines = readme.slice(start).split('\n');
+    const rows = lines.slice(2, lines.findIndex((l, i) => i > 1 && !l.startsWith('|')));
+    const cells = (l: string) => l.slice(1, -1).split(' | ').map((c) => c.trim());
+    const expected = catalog.map((e) => `| \`${e.id}\` | ${e.factories.map((f) => `\`${f}\``).join(', ')} | ${e.family} | ${e.complexity.time} | ${e.complexity.memory} |`);
+    expect(rows.map((r) => cells(r).join(' | ')), `README catalog rows should be:\n${expected.join('\n')}`).toEqual(expected.map((r) => cells(r).join(' | ')));
+  });
+});
+
+describe('the tour and the bench', () => {
+  it('the tour (bench/entries.ts) has an entry for every catalog entry and no other', () => {
+    expect(Object.keys(tourEntries).sort()).toEqual([...ids].sort());
+  });
+
+  it('every sub-quadratic entry is in exactly one bench suite against dense (patterns or kernelized)', () => {
+    const patterns = Object.keys(PATTERN_CONFIGS);
+    const kernelized = KERNELIZED_ENTRIES.map((e) => e.id);
+    for (const id of [...patterns, ...kernelized]) expect(ids, `bench suite entry '${id}' is a catalog id`).toContain(id);
+    const denseTime = catalog.find((e) => e.id === 'dense')!.complexity.time;
+    for (const e of catalog) {
+      const suites = (patterns.includes(e.id) ? 1 : 0) + (kernelized.includes(e.id) ? 1 : 0);
+      expect(suites, `${e.id}: bench suites holding it`).toBe(e.complexity.time === denseTime ? 0 : 1);
+    }
+    for (const e of catalog.filter((x) => x.capabilities.pattern)) expect(patterns, `bench/patterns.ts has '${e.id}' (a pattern variant)`).toContain(e.id);
+  });
+});
