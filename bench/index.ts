@@ -6,6 +6,9 @@
  * Options: --runs 3  --ns 512,1024,2048,4096,8192,16384  --max-cpu-n 4096  --backends webgpu,wasm,cpu
  *          --suites dense,patterns  --pattern-ns 256,512,1024,2048,4096,8192,16384  --only local,strided,…
  *          --kernelized-ns 1024,2048,4096,8192,16384 (suite kernelized: linear, performer, linformer, adaptive-span)
+ *          --suites compile (not run by default): every entry's cold first call on webgpu, one child
+ *          process per (entry, d), see bench/compile.ts; --compile-ds 32,64,128  --compile-timeout 120
+ *          --compile-flag 10  --only
  *          --out bench/results (where the tables go)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -13,6 +16,7 @@ import { args } from './common.js';
 import { benchDense, denseTable } from './dense.js';
 import { benchPatterns, patternsTable } from './patterns.js';
 import { benchKernelized, kernelizedTable } from './kernelized.js';
+import { benchCompile, compileTable, COMPILE_PROBLEM } from './compile.js';
 
 const a = args();
 const runs = Number(a.runs ?? 3);
@@ -58,4 +62,22 @@ if (suites.includes('kernelized')) {
   writeFileSync(`${out}/kernelized.md`, md);
   writeFileSync(`${out}/kernelized.json`, JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
   console.log(`\n${md}\nwritten: ${out}/kernelized.md, ${out}/kernelized.json`);
+}
+
+if (suites.includes('compile')) {
+  const ds = (a['compile-ds'] ?? '32,64,128').split(',').map(Number);
+  const timeoutS = Number(a['compile-timeout'] ?? 120);
+  const flagS = Number(a['compile-flag'] ?? 10);
+  const only = a.only ? a.only.split(',') : null;
+  const { detail, rows } = await benchCompile({ ds, timeoutS, flagS, only });
+  const { batch, heads, n } = COMPILE_PROBLEM;
+  const md =
+    `## First call on webgpu, cold (batch ${batch}, ${heads} heads, n = ${n}, d = dv)\n\n` +
+    `${detail}. Each cell: the first call (s, shader compilation included) / a second call in the same process (ms). ` +
+    'Each (entry, d) runs in a fresh process with MESA_SHADER_CACHE_DISABLE=true (no pipeline cached by tfjs, no Mesa ' +
+    `shader cache); a child is killed after ${timeoutS} s.\n\n` +
+    `${compileTable(rows, ds, flagS)}\n`;
+  writeFileSync(`${out}/compile.md`, md);
+  writeFileSync(`${out}/compile.json`, JSON.stringify({ date: new Date().toISOString(), detail, problem: COMPILE_PROBLEM, ds, timeoutS, flagS, rows }, null, 2));
+  console.log(`\n${md}\nwritten: ${out}/compile.md, ${out}/compile.json`);
 }

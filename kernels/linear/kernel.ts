@@ -4,9 +4,11 @@
  * of 4, prepares ωᵀ for FAVOR+ maps, and calls the kernel through the engine (so tfjs tracks the
  * output like any op's).
  *
- * Inside the kernel, four passes (see `plan.ts`): key features (FAVOR+ only) → chunk sums →
- * scan (causal) or merge (non-causal) → queries. Intermediate buffers are freed as soon as the
- * next pass has been recorded.
+ * Inside the kernel, up to five passes (see `plan.ts`): key features (FAVOR+ only) → chunk
+ * sums → scan (causal) or merge (non-causal) → query features (FAVOR+ only) → queries.
+ * Intermediate buffers are freed as soon as the next pass has been recorded. Every shader takes
+ * its sizes (head dims, feature count, chunk) as uniforms, so one compiled shader per pass serves
+ * every size (see `plan.ts` for what is unrolled).
  *
  * @module
  */
@@ -15,6 +17,7 @@ import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensor
 import type { Dims } from '../../src/core/types.js';
 import type { WebGPUBackend } from '../shared/webgpu_types.js';
 import { registerOnce } from '../shared/register.js';
+import { kernelInputs } from '../shared/inputs.js';
 import { LinearChunkSumProgram } from './chunk_program.js';
 import { isProjectedKind, type FeatureKind } from './feature_maps.js';
 import { LinearFeatureProgram } from './feature_program.js';
@@ -31,6 +34,7 @@ interface LinearAttrs {
   features: number;
   chunk: number;
   chunks: number;
+  intraSlots: number;
   xscale: number;
 }
 
@@ -43,28 +47,32 @@ const linearKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, T
   const dvPad = v.shape[3];
   const bk = batch * kvHeads;
   const fPad = Math.ceil(a.features / 4) * 4;
+  const f4 = fPad / 4;
+  const dv4 = dvPad / 4;
   const projected = isProjectedKind(a.kind);
   const run = (program: object, ins: TensorInfo[], uniforms: unknown) => gpu.runWebGPUProgram(program as never, ins, 'float32', uniforms as never);
+  const features = (x: TensorInfo, mode: 'key' | 'query', hb: number, rows: number) =>
+    run(new LinearFeatureProgram(hb, rows, fPad, a.kind, mode), [x, omegaT], LinearFeatureProgram.uniformData({ rows, d4: dPad / 4, f4, features: a.features, xscale: a.xscale }));
 
-  const phik = projected
-    ? run(new LinearFeatureProgram(bk, m, dPad, fPad, a.kind), [k, omegaT], LinearFeatureProgram.uniformData(m, a.xscale))
-    : null;
+  const phik = projected ? features(k, 'key', bk, m) : null;
   const keys = phik ?? k;
   const sums = run(
     new LinearChunkSumProgram(bk, a.chunks, fPad, dvPad, a.kind),
     [keys, v, keyLength],
-    LinearChunkSumProgram.uniformData(m, kvHeads, a.chunk, a.chunks),
+    LinearChunkSumProgram.uniformData({ m, kvHeads, chunk: a.chunk, chunks: a.chunks, f4, dv4 }),
   );
-  const state = run(new LinearScanProgram(bk, a.chunks, fPad, dvPad, a.kind, a.causal), [sums], LinearScanProgram.uniformData(a.chunks));
+  const state = run(new LinearScanProgram(bk, a.chunks, fPad, dvPad, a.kind, a.causal), [sums], LinearScanProgram.uniformData(a.chunks, fPad, dv4));
   gpu.disposeData(sums.dataId);
-  const queryInputs = [q, ...(a.causal ? [keys, v, keyLength] : []), state, ...(projected ? [omegaT] : [])];
+  const phiq = projected ? features(q, 'query', batch * heads, n) : null;
+  const queryInputs = [phiq ?? q, ...(a.causal ? [keys, v, keyLength] : []), state];
   const out = run(
-    new LinearQueryProgram(batch, heads, n, dPad, dvPad, a.features, a.kind, a.causal),
+    new LinearQueryProgram(batch, heads, n, dvPad, a.kind, a.causal, a.intraSlots),
     queryInputs,
-    LinearQueryProgram.uniformData({ n, m, heads, group: heads / kvHeads, kvHeads, chunk: a.chunk, chunks: a.chunks, xscale: a.xscale }),
+    LinearQueryProgram.uniformData({ n, m, heads, group: heads / kvHeads, kvHeads, chunk: a.chunk, chunks: a.chunks, f4, dv4, features: a.features }),
   );
   gpu.disposeData(state.dataId);
   if (phik) gpu.disposeData(phik.dataId);
+  if (phiq) gpu.disposeData(phiq.dataId);
   return out;
 };
 
@@ -91,10 +99,7 @@ export interface LinearKernelOptions {
  */
 export function runLinearKernel(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: Dims, opts: LinearKernelOptions, plan: LinearPlan): tf.Tensor4D {
   return tf.tidy(() => {
-    const padLast = (t: tf.Tensor4D, to: number) => (t.shape[3] === to ? t : tf.pad(t, [[0, 0], [0, 0], [0, 0], [0, to - t.shape[3]]]));
-    const kl =
-      opts.keyLength instanceof tf.Tensor ? opts.keyLength : tf.tensor1d(opts.keyLength ?? new Array(dims.batch).fill(dims.m), 'int32');
-    const inputs: Record<string, tf.Tensor> = { q: padLast(q, plan.dPad), k: padLast(k, plan.dPad), v: padLast(v, plan.dvPad), keyLength: kl };
+    const inputs: Record<string, tf.Tensor> = { ...kernelInputs(q, k, v, dims, opts.keyLength, plan.dPad, plan.dvPad) };
     if (isProjectedKind(opts.kind)) {
       if (!opts.omega) throw new Error(`feature map ${opts.kind} needs omega`);
       // ωᵀ, zero-padded to [F padded, d padded]: feature f's vector is row f (vec4 loads).
@@ -107,6 +112,7 @@ export function runLinearKernel(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
       features: plan.features,
       chunk: plan.chunk,
       chunks: plan.chunks,
+      intraSlots: plan.intraSlots,
       xscale: opts.xscale,
     };
     registerOnce(linearKernelConfig);
