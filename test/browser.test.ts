@@ -65,7 +65,7 @@ describe.runIf(present)('headless Chromium', () => {
     server?.close();
   });
 
-  it('dense, local and three conformance cases of every catalog entry match the float64 references on webgpu (fused) and webgl (composite)', async () => {
+  it('dense, local and three conformance cases of every catalog entry match the float64 references on webgpu (fused) and webgl (composite); padding and masked keys never reach an output', async () => {
     const page = await browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
@@ -75,7 +75,7 @@ describe.runIf(present)('headless Chromium', () => {
     });
     const r = (await page.evaluate(() => (globalThis as unknown as { runChecks: () => Promise<unknown> }).runChecks())) as Record<
       string,
-      { error?: string; path?: string; denseErr?: number; localErr?: number; leaked?: number; detail?: string; catalog?: Record<string, number | string> }
+      { error?: string; path?: string; denseErr?: number; localErr?: number; leaked?: number; detail?: string; catalog?: Record<string, number | string>; padding?: Record<string, string | null> }
     >;
     console.log(`browser: ${JSON.stringify(r)}`);
     expect(errors).toEqual([]);
@@ -85,6 +85,9 @@ describe.runIf(present)('headless Chromium', () => {
       expect(r[name].localErr!, name).toBeLessThan(2e-5);
       expect(r[name].leaked, name).toBe(0);
       for (const [id, err] of Object.entries(r[name].catalog!)) expect(err, `${name} ${id}`).toBeLessThan(2e-5);
+      // Non-finite padding and masked keys leave every other output bit-identical (null: held).
+      expect(Object.keys(r[name].padding!).length, name).toBeGreaterThan(0);
+      for (const [id, problem] of Object.entries(r[name].padding!)) expect(problem, `${name} ${id} padding`).toBeNull();
     }
     expect(r.webgpu.path).toBe('kernel');
     expect(r.webgl.path).toBe('composite');

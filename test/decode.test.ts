@@ -93,7 +93,7 @@ describe.each(backends)('backend %s', (backend) => {
     expect(() => denseAttention().decode(q, kv, kv)).toThrow(AttentionError);
     const attn = denseAttention({ causal: true });
     const first = attn.decode(q, kv, kv);
-    const wrong = { k: first.state.k, v: first.state.v, length: 5 };
+    const wrong = { ...first.state, length: 5 };
     expect(() => attn.decode(q, kv, kv, wrong)).toThrow(/state/);
     first.output.dispose();
     first.state.k.dispose();

@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { finiteKV, finiteKVBytes } from '../shared/finite.js';
 import { DISALLOWED_SCORE } from '../shared/masking.js';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Dims } from '../../src/core/types.js';
@@ -133,8 +134,10 @@ interface BandForward {
  * {@link DISALLOWED_SCORE} penalty (so the row max ignores them and their exp is 0) and weight 0; `step`
  * keeps the penalty's gradient 0. About 8 score-sized tensors.
  */
-function forwardBlocks(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: Dims, g: BandGeometry, wh: tf.Tensor, valid: tf.Tensor, scale: number, withEOverD: boolean): BandForward {
+function forwardBlocks(q: tf.Tensor4D, kIn: tf.Tensor4D, vIn: tf.Tensor4D, dims: Dims, g: BandGeometry, wh: tf.Tensor, valid: tf.Tensor, scale: number, withEOverD: boolean): BandForward {
   const { batch, kvHeads, d, dv } = dims;
+  // Finite copies of K and V; queries that weigh a key with a non-finite entry get NaN (below).
+  const { k, v, poison } = finiteKV(kIn, vIn);
   const qb = toBlocks(tf.mul(q, scale), dims, g);
   const gidx = tf.tensor1d(g.idx, 'int32');
   const kw = tf.reshape(tf.gather(k, gidx, 2), [batch, kvHeads, g.nQB, g.Lw, d]);
@@ -146,7 +149,10 @@ function forwardBlocks(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: Dim
   const sum = tf.sum(we, -1, true);
   const safe = tf.add(sum, tf.sub(1, tf.step(sum))); // a row with nothing allowed: 0 / 1
   const p = tf.div(we, safe);
-  const o = tf.matMul(p, vw);
+  const pw = tf.reshape(tf.gather(poison, gidx, 2), [batch, kvHeads, g.nQB, g.Lw, 1]);
+  const seen = tf.reshape(tf.matMul(p, pw), [batch * kvHeads, g.nQB, -1, 1]); // rank 4: webgpu's select
+  const mark = tf.reshape(tf.where(tf.greater(seen, 0), tf.fill(seen.shape, Number.NaN), tf.zerosLike(seen)), [batch, kvHeads, g.nQB, -1, 1]);
+  const o = tf.add(tf.matMul(p, vw), mark); // x + 0 is x exactly, x + NaN is NaN
   return { p, eOverD: withEOverD ? tf.div(e, safe) : null, o, qb, kw, vw };
 }
 
@@ -240,5 +246,8 @@ export function bandCompositeBytes(dims: Dims, reach: number, causal: boolean): 
   const windows = batch * kvHeads * nQB * Lw * (2 * d + dv) * 4;
   const rowTensors = batch * heads * rows * (4 * d + 4 * dv + 6) * 4;
   const small = (heads * bq * Lw * 8 + batch * nQB * Lw * 8) * 4;
-  return Math.ceil((8 * scores + windows + rowTensors + small) * 1.15) + 8192;
+  // finiteKV's copies and flags (see kernels/shared/finite.ts), the gathered flags, the row marks.
+  const m = dims.m;
+  const finite = finiteKVBytes(batch * kvHeads, m, d, dv) + (batch * kvHeads * nQB * Lw + 6 * batch * heads * rows + batch * heads * rows * dv) * 4;
+  return Math.ceil((8 * scores + windows + rowTensors + small + finite) * 1.15) + 8192;
 }

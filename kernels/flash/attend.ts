@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { resolveImplementation } from '../../src/core/dispatch.js';
 import { AttentionError } from '../../src/core/errors.js';
+import { checkHostBudget } from '../../src/core/budget.js';
 import type { Dims, Implementation } from '../../src/core/types.js';
 import { webgpuLimits } from '../../src/core/backend.js';
 import { denseComposite, denseCompositeBytes } from './composite.js';
@@ -40,6 +41,23 @@ function checkCompositeFits(dims: Dims): void {
 }
 
 /**
+ * Resolves the path and checks it (the kernel's plan against the device's limits; the
+ * composite's score matrix against the binding limit on webgpu and its bytes against the
+ * host-memory budget) without dispatching anything; returns the call to make. Callers that
+ * build K/V first (decode's cache) prepare before building them.
+ */
+export function prepareDense(dims: Dims, opts: AttendOptions, implementation: Implementation): (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D {
+  const path = resolveImplementation(implementation);
+  if (path === 'kernel') {
+    const plan = planFlash(dims, activeKernelLimits());
+    return (q, k, v) => runFlash(q, k, v, dims, opts, plan);
+  }
+  checkCompositeFits(dims);
+  checkHostBudget('the dense composite', attendDenseBytes(dims, 'composite', opts.causal || opts.keyLength !== null));
+  return (q, k, v) => denseComposite(q, k, v, dims, opts);
+}
+
+/**
  * Everything is validated and planned here, before any dispatch; then the chosen path runs.
  * @returns `[batch, heads, n, dv]`
  */
@@ -51,13 +69,7 @@ export function attendDense(
   opts: AttendOptions,
   implementation: Implementation,
 ): tf.Tensor4D {
-  const path = resolveImplementation(implementation);
-  if (path === 'kernel') {
-    const plan = planFlash(dims, activeKernelLimits());
-    return runFlash(q, k, v, dims, opts, plan);
-  }
-  checkCompositeFits(dims);
-  return denseComposite(q, k, v, dims, opts);
+  return prepareDense(dims, opts, implementation)(q, k, v);
 }
 
 /**

@@ -10,6 +10,7 @@
  * @module
  */
 import { DISALLOWED_SCORE } from '../shared/masking.js';
+import { finiteKV, finiteKVBytes, poisonRows } from '../shared/finite.js';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Dims } from '../../src/core/types.js';
 
@@ -57,11 +58,14 @@ export function denseMask(dims: Dims, causal: boolean, keyLength: number[] | tf.
  * @param v - `[batch, kvHeads, m, dv]`
  * @returns `[batch, heads, n, dv]`
  */
-export function denseComposite(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: Dims, opts: DenseCompositeOptions): tf.Tensor4D {
+export function denseComposite(q: tf.Tensor4D, kIn: tf.Tensor4D, vIn: tf.Tensor4D, dims: Dims, opts: DenseCompositeOptions): tf.Tensor4D {
   const { batch, heads, kvHeads, group, n, m, d, dv } = dims;
+  // Non-finite keys and values are zeroed and marked: a query that does not attend them is exact.
+  const { k, v, poison } = finiteKV(kIn, vIn) as { k: tf.Tensor4D; v: tf.Tensor4D; poison: tf.Tensor };
   const mask = denseMask(dims, opts.causal, opts.keyLength);
   const qs = tf.tidy(() => tf.reshape(tf.mul(q, tf.scalar(opts.scale)), [batch, kvHeads, group * n, d]));
   let s: tf.Tensor = step(qs, (x) => tf.matMul(x as tf.Tensor4D, k, false, true)); // [b, kvH, g·n, m]
+  k.dispose();
   s = step(s, (x) => tf.reshape(x, [batch, heads, n, m])); // head h = kvh·group + g
   if (mask) {
     // Disallowed scores get DISALLOWED_SCORE so the row max ignores them; the 0/1 mask then zeroes
@@ -77,8 +81,14 @@ export function denseComposite(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, d
   if (mask) s = step(s, (x) => tf.mul(x, mask));
   mask?.dispose();
   const sum = tf.sum(s, -1, true);
-  s = step(s, (x) => tf.reshape(x, [batch, kvHeads, group * n, m]));
-  let o: tf.Tensor = step(s, (x) => tf.matMul(x as tf.Tensor4D, v)); // [b, kvH, g·n, dv]
+  s = step(s, (x) => tf.reshape(x, [batch * kvHeads, group * n, m]));
+  const v3 = step(v, (x) => tf.reshape(x, [batch * kvHeads, m, dv]));
+  const p3 = step(poison, (x) => tf.reshape(x, [batch * kvHeads, m, 1]));
+  let o: tf.Tensor = tf.matMul(s as tf.Tensor3D, v3 as tf.Tensor3D); // [b·kvH, g·n, dv]
+  v3.dispose();
+  o = step(o, (x) => poisonRows(x, s, p3));
+  s.dispose();
+  p3.dispose();
   o = step(o, (x) => tf.reshape(x, [batch, heads, n, dv]));
   o = step(o, (x) => tf.divNoNan(x, sum));
   sum.dispose();
@@ -90,7 +100,8 @@ export function denseComposite(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, d
  * releases a disposed tensor's buffer only when its command batch is submitted, so every
  * intermediate of the call can be alive at once: the bound counts them all — 3 (unmasked) or
  * 5 (masked) `[batch, heads, n, m]` float32 matrices, the mask's 7 `[batch, n, m]` tensors
- * (bools are 4-byte on webgpu), and the O(n·(d + dv)) row and operand tensors.
+ * (bools are 4-byte on webgpu), the O(m·(d + dv)) finite copies of K and V and the O(n·(d + dv))
+ * row and operand tensors.
  */
 export function denseCompositeBytes(dims: Dims, masked: boolean): number {
   const { batch, heads, n, m, d, dv } = dims;
@@ -99,5 +110,8 @@ export function denseCompositeBytes(dims: Dims, masked: boolean): number {
   // Row tensors (scaled q, row max and sum, p·v, divNoNan's temporaries) and the operand
   // copies a backend's matMul may make of K and V.
   const rows = batch * heads * n * (2 * d + 4 * dv + 8) * 4 + batch * dims.kvHeads * m * (d + dv) * 4;
-  return (masked ? 5 : 3) * scores + mask + rows + 8192;
+  // finiteKVBytes (K and V made finite); poisonRows: the row counts, their test, a NaN and a zero column, the selected
+  // column, and the sum.
+  const finite = finiteKVBytes(batch * dims.kvHeads, m, d, dv) + batch * heads * n * (dv + 5) * 4;
+  return (masked ? 5 : 3) * scores + mask + rows + finite + 8192;
 }

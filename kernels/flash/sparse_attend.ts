@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../src/core/backend.js';
 import { resolveImplementation } from '../../src/core/dispatch.js';
 import { AttentionError } from '../../src/core/errors.js';
+import { checkHostBudget } from '../../src/core/budget.js';
 import type { Dims, Implementation } from '../../src/core/types.js';
 import { layoutShape, type BlockLayout, type ElementRule } from './layout.js';
 import { planFor, runFlash } from './kernel.js';
@@ -63,10 +64,11 @@ export function prepareBlockSparse(
     };
   }
   const parts = spec.composite();
+  const sized = blockSparseCompositeBytes(dims, parts, opts.keyLength !== null);
   const limits = webgpuLimits();
   if (limits) {
     const max = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    const { largest } = blockSparseCompositeBytes(dims, parts, opts.keyLength !== null);
+    const { largest } = sized;
     if (largest > max) {
       throw new AttentionError(
         'options.implementation',
@@ -76,6 +78,8 @@ export function prepareBlockSparse(
       );
     }
   }
+  // The same bound memoryBytes() reports for the composite path (attendBlockSparseBytes).
+  checkHostBudget('the block-sparse composite', freesOnDispose() ? sized.peak : sized.bytes);
   return (q, k, v, keyLength = opts.keyLength) => blockSparseComposite(q, k, v, dims, { scale: opts.scale, keyLength }, parts);
 }
 

@@ -24,6 +24,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Dims } from '../../src/core/types.js';
 import type { GatherPart } from './parts.js';
 import { DISALLOWED_SCORE } from '../shared/masking.js';
+import { whereCopies } from '../shared/finite.js';
+
+export { whereCopies };
+
 
 /** Bytes counted per op for its uniforms and other small per-dispatch buffers (webgpu). */
 export const OP_OVERHEAD_BYTES = 256;
@@ -131,7 +135,7 @@ interface PartOut {
   sum: Val | null;
 }
 
-function runPart(ex: Exec, qs: Val, k: Val, v: Val, kl: Val | null, dims: Dims, part: GatherPart, single: boolean): PartOut {
+function runPart(ex: Exec, qs: Val, k: Val, v: Val, poison: Val, kl: Val | null, dims: Dims, part: GatherPart, single: boolean): PartOut {
   const { batch: B, heads: H, kvHeads: KH, group, n, m, d, dv } = dims;
   const { layoutHeads: LH, groupSize: G, numGroups: NG, width: V } = part;
   const perHead = LH > 1;
@@ -165,18 +169,23 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, kl: Val | null, dims: Dims, 
   const qm = ex.reshape(qa, [B * KHp * NG, Gp * G, d]);
 
   // 2. Keys and values → [B·KHp·NG, V, d | dv].
+  // (K and V are the finite copies shared by every part; `poison` marks the keys that were not.)
   let km: Val;
   let vm: Val;
+  let pm: Val;
   if (part.keys === null) {
-    km = ex.reshape(k, [B * KH, m, d]);
-    vm = ex.reshape(v, [B * KH, m, dv]);
+    km = ex.view(k, [B * KH, m, d]);
+    vm = ex.view(v, [B * KH, m, dv]);
+    pm = ex.view(poison, [B * KH, m, 1]);
   } else if (!perHead) {
     const idx = ex.upload(Int32Array.from(part.keys, (j) => Math.max(j, 0)), [NG * V], 'int32');
     const kg = ex.op([B, KH, NG * V, d], () => tf.gather(k.t!, idx.t!, 2));
     const vg = ex.op([B, KH, NG * V, dv], () => tf.gather(v.t!, idx.t!, 2));
+    const pg = ex.op([B, KH, NG * V, 1], () => tf.gather(poison.t!, idx.t!, 2));
     ex.free(idx);
     km = ex.reshape(kg, [B * KH * NG, V, d]);
     vm = ex.reshape(vg, [B * KH * NG, V, dv]);
+    pm = ex.reshape(pg, [B * KH * NG, V, 1]);
   } else {
     const flat = new Int32Array(H * NG * V);
     for (let h = 0; h < H; h++) {
@@ -184,13 +193,16 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, kl: Val | null, dims: Dims, 
       for (let s = 0; s < NG * V; s++) flat[h * NG * V + s] = base + Math.max(part.keys[h * NG * V + s], 0);
     }
     const idx = ex.upload(flat, [H * NG * V], 'int32');
-    const kf = ex.reshape(k, [B, KH * m, d]);
-    const vf = ex.reshape(v, [B, KH * m, dv]);
+    const kf = ex.view(k, [B, KH * m, d]);
+    const vf = ex.view(v, [B, KH * m, dv]);
+    const pf = ex.view(poison, [B, KH * m, 1]);
     const kg = ex.op([B, H * NG * V, d], () => tf.gather(kf.t!, idx.t!, 1));
     const vg = ex.op([B, H * NG * V, dv], () => tf.gather(vf.t!, idx.t!, 1));
-    ex.free(idx, kf, vf);
+    const pg = ex.op([B, H * NG * V, 1], () => tf.gather(pf.t!, idx.t!, 1));
+    ex.free(idx, kf, vf, pf);
     km = ex.reshape(kg, [B * H * NG, V, d]);
     vm = ex.reshape(vg, [B * H * NG, V, dv]);
+    pm = ex.reshape(pg, [B * H * NG, V, 1]);
   }
 
   // 3. Scores, bias (rule, causal, padding; keyLength), softmax.
@@ -202,7 +214,7 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, kl: Val | null, dims: Dims, 
   if (kl) {
     const kidx =
       part.keys === null
-        ? ex.op([1, 1, 1, 1, 1, m], () => tf.reshape(tf.range(0, m, 1, 'int32'), [1, 1, 1, 1, 1, m]))
+        ? ex.op([1, 1, 1, 1, 1, m], () => tf.reshape(tf.range(0, m, 1, 'int32'), [1, 1, 1, 1, 1, m]), 2) // host values: an upload
         : ex.upload(Int32Array.from(part.keys, (j) => (j < 0 ? m : j)), [1, LH, NG, 1, 1, V], 'int32');
     const past = ex.op([B, LH, NG, 1, 1, V], () => tf.greaterEqual(kidx.t!, kl.t!));
     ex.free(kidx);
@@ -213,48 +225,60 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, kl: Val | null, dims: Dims, 
     bias = ex.op([B, LH, NG, 1, G, V], () => tf.add(bias0.t!, klBias.t!));
     ex.free(bias0, klBias);
   }
-  const Bb = kl ? B : 1;
   const s3 = ex.op([B, KHp, NG, Gp, G, V], () => tf.add(s6.t!, bias.t!));
   ex.free(s6);
 
-  if (single) {
-    // Rows with no allowed key: softmax would spread evenly; they must output zeros.
-    const bmax = ex.op([Bb, LH, NG, 1, G, 1], () => tf.max(bias.t!, -1, true));
-    ex.free(bias);
-    const valid = ex.op([Bb, LH, NG, 1, G, 1], () => tf.cast(tf.greater(bmax.t!, DISALLOWED_SCORE / 10), 'float32'), 2);
-    ex.free(bmax);
-    const p = ex.op([B, KHp, NG, Gp, G, V], () => tf.softmax(s3.t!));
-    ex.free(s3);
-    const pm = ex.reshape(p, [B * KHp * NG, Gp * G, V]);
-    const o = ex.op([B * KHp * NG, Gp * G, dv], () => tf.matMul(pm.t!, vm.t!));
-    ex.free(pm, vm);
-    const o6 = ex.reshape(o, [B, KHp, NG, Gp, G, dv]);
-    const ov = ex.op([B, KHp, NG, Gp, G, dv], () => tf.mul(o6.t!, valid.t!));
-    ex.free(o6, valid);
-    return { acc: scatterBack(ex, ov, dims, part, dv, 0), max: null, sum: null };
-  }
   ex.free(bias);
-  const mx = ex.op([B, KHp, NG, Gp, G, 1], () => tf.max(s3.t!, -1, true));
+  // The row max, clamped: a row whose keys are all disallowed (max ≈ DISALLOWED_SCORE) then has
+  // every weight exactly 0 — its sum and accumulator are 0, and it outputs 0 — with no product
+  // by a validity mask.
+  const mx0 = ex.op([B, KHp, NG, Gp, G, 1], () => tf.max(s3.t!, -1, true));
+  const mx = ex.op([B, KHp, NG, Gp, G, 1], () => tf.maximum(mx0.t!, DISALLOWED_SCORE / 2));
+  ex.free(mx0);
   const sh = ex.op([B, KHp, NG, Gp, G, V], () => tf.sub(s3.t!, mx.t!));
   ex.free(s3);
   const e = ex.op([B, KHp, NG, Gp, G, V], () => tf.exp(sh.t!));
   ex.free(sh);
-  // A row whose keys are all disallowed has max ≈ DISALLOWED_SCORE: zero its sum and accumulator.
-  const valid = ex.op([B, KHp, NG, Gp, G, 1], () => tf.cast(tf.greater(mx.t!, DISALLOWED_SCORE / 10), 'float32'), 2);
-  const l0 = ex.op([B, KHp, NG, Gp, G, 1], () => tf.sum(e.t!, -1, true));
-  const l = ex.op([B, KHp, NG, Gp, G, 1], () => tf.mul(l0.t!, valid.t!));
-  ex.free(l0);
+  const l = ex.op([B, KHp, NG, Gp, G, 1], () => tf.sum(e.t!, -1, true));
   const em = ex.reshape(e, [B * KHp * NG, Gp * G, V]);
-  const a0 = ex.op([B * KHp * NG, Gp * G, dv], () => tf.matMul(em.t!, vm.t!));
-  ex.free(em, vm);
-  const a6 = ex.reshape(a0, [B, KHp, NG, Gp, G, dv]);
-  const a = ex.op([B, KHp, NG, Gp, G, dv], () => tf.mul(a6.t!, valid.t!));
-  ex.free(a6, valid);
+  const a0 = weighValues(ex, em, vm, pm);
+  ex.free(em);
+  if (single) {
+    ex.free(mx);
+    // A row's sum is >= 1 (its max contributes e^0) or 0: no allowed key, and the row is selected
+    // to 0 (on webgl such rows were measured to come out NaN without this selection).
+    const l3 = ex.reshape(l, [B * KHp * NG, Gp * G, 1]);
+    const o = ex.op([B * KHp * NG, Gp * G, dv], () => tf.where(tf.greater(l3.t!, 0), tf.div(a0.t!, tf.maximum(l3.t!, 1)), tf.zerosLike(a0.t!)), 3 + whereCopies());
+    ex.free(a0, l3);
+    return { acc: scatterBack(ex, ex.reshape(o, [B, KHp, NG, Gp, G, dv]), dims, part, dv, 0), max: null, sum: null };
+  }
+  const a = ex.reshape(a0, [B, KHp, NG, Gp, G, dv]);
   return {
     acc: scatterBack(ex, a, dims, part, dv, 0),
     max: scatterBack(ex, mx, dims, part, 1, DISALLOWED_SCORE),
     sum: scatterBack(ex, l, dims, part, 1, 0),
   };
+}
+
+/**
+ * `w·v` for weights `w [X, rows, V]` (non-negative) over the gathered finite values `v [X, V, dv]`,
+ * with NaN in the rows that weigh a poisoned key (`poison [X, V, 1]`); consumes `v` and `poison`.
+ */
+function weighValues(ex: Exec, w: Val, v: Val, poison: Val): Val {
+  const [X, rows] = w.shape;
+  const dv = v.shape[2];
+  // The marks first, so that the weights' second product does not overlap the output's lifetime
+  // (a backend's matMul may hold extra handles of its operands while it runs).
+  const seen = ex.op([X, rows, 1], () => tf.matMul(w.t!, poison.t!));
+  ex.free(poison);
+  // NaN (or 0) per row, added: x + 0 is x exactly, x + NaN is NaN.
+  const mark = ex.op([X, rows, 1], () => tf.where(tf.greater(seen.t!, 0), tf.fill([X, rows, 1], Number.NaN), tf.zeros([X, rows, 1])), 3 + whereCopies());
+  ex.free(seen);
+  const o = ex.op([X, rows, dv], () => tf.matMul(w.t!, v.t!));
+  ex.free(v);
+  const out = ex.op([X, rows, dv], () => tf.add(o.t!, mark.t!));
+  ex.free(o, mark);
+  return out;
 }
 
 /** `[B, KHp, NG, Gp, G, X]` in group order → `[B, H, n, X]` in row order (rows not in the part: `fill`). */
@@ -309,14 +333,26 @@ function run(ex: Exec, q: tf.Tensor4D | null, k: tf.Tensor4D | null, v: tf.Tenso
   const vv = ex.input(v, [B, KH, m, dv]);
   if (parts.length === 0) return ex.op([B, H, n, dv], () => tf.zeros([B, H, n, dv]));
   const qs = ex.op([B, H, n, d], () => tf.mul(qv.t!, opts.scale));
+  // Finite copies of K and V, and per key whether it had a non-finite entry (see kernels/shared/finite.ts).
+  // (tf.where holds a broadcast handle of each operand while it runs: whereCopies().)
+  const kc = ex.op([B, KH, m, d], () => tf.where(tf.isFinite(kv.t!), kv.t!, tf.zerosLike(kv.t!)), 2 + whereCopies());
+  const vc = ex.op([B, KH, m, dv], () => tf.where(tf.isFinite(vv.t!), vv.t!, tf.zerosLike(vv.t!)), 2 + whereCopies());
+  const badK = ex.op([B, KH, m, d], () => tf.cast(tf.logicalNot(tf.isFinite(kv.t!)), 'float32'), 3);
+  const pk = ex.op([B, KH, m, 1], () => tf.max(badK.t!, -1, true));
+  ex.free(badK);
+  const badV = ex.op([B, KH, m, dv], () => tf.cast(tf.logicalNot(tf.isFinite(vv.t!)), 'float32'), 3);
+  const pv = ex.op([B, KH, m, 1], () => tf.max(badV.t!, -1, true));
+  ex.free(badV);
+  const poison = ex.op([B, KH, m, 1], () => tf.maximum(pk.t!, pv.t!));
+  ex.free(pk, pv);
   let kl: Val | null = null;
   if (opts.keyLength !== null) {
     const src = opts.keyLength;
     kl = src instanceof tf.Tensor ? ex.reshape(ex.input(src, [B]), [B, 1, 1, 1, 1, 1]) : ex.upload(Int32Array.from(src), [B, 1, 1, 1, 1, 1], 'int32');
   }
   const single = parts.length === 1;
-  const outs = parts.map((p) => runPart(ex, qs, kv, vv, kl, dims, p, single));
-  ex.free(qs);
+  const outs = parts.map((p) => runPart(ex, qs, kc, vc, poison, kl, dims, p, single));
+  ex.free(qs, kc, vc, poison);
   if (kl) ex.free(kl);
   if (single) return outs[0].acc;
   // Merge: o = Σ_p e^{M_p − M} A_p / Σ_p e^{M_p − M} L_p, M = max_p M_p (0 where no part allows a key).
@@ -348,7 +384,7 @@ function run(ex: Exec, q: tf.Tensor4D | null, k: tf.Tensor4D | null, v: tf.Tenso
   ex.free(M);
   // The part holding the row max contributes at least e^0 = 1 to the sum, so a row's sum is
   // >= 1 or exactly 0 (no allowed key, and then its accumulator is 0 too).
-  const out = ex.op([B, H, n, dv], () => tf.div(num!.t!, tf.maximum(den!.t!, 1)), 2);
+  const out = ex.op([B, H, n, dv], () => tf.where(tf.greater(den!.t!, 0), tf.div(num!.t!, tf.maximum(den!.t!, 1)), tf.zerosLike(num!.t!)), 4 + whereCopies());
   ex.free(num!, den!);
   return out;
 }

@@ -4,10 +4,12 @@
  *
  * @module
  */
+import { finiteKVBytes } from '../shared/finite.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../src/core/backend.js';
 import { resolveImplementation } from '../../src/core/dispatch.js';
 import { AttentionError } from '../../src/core/errors.js';
+import { checkHostBudget } from '../../src/core/budget.js';
 import type { Dims, Implementation } from '../../src/core/types.js';
 import { activeKernelLimits } from '../shared/limits.js';
 import { planningLimits } from '../shared/limits.js';
@@ -56,6 +58,7 @@ export function attendLinear(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dim
     return runLinearKernel(q, k, v, dims, opts, plan);
   }
   checkCompositeFits(dims, features);
+  checkHostBudget('the linear-attention composite', linearCompositeBytes(dims, opts.kind, features, opts.causal, opts.keyLength !== null));
   const ops = featureOps(opts.kind, opts.omega, opts.xscale);
   return linearComposite(q, k, v, dims, ops, opts.causal, opts.keyLength);
 }
@@ -105,6 +108,8 @@ export function linearCompositeBytes(dims: Dims, kind: FeatureKind, features: nu
     const tails = bk * rows * (F + dv + 1);
     floats = valid + kRows * F + temps(kRows, qa) + prefix + tails + qa * (F + dv) + (n > m ? qRows * d : 0) + 3 * state + chunkCopies * chunk;
   }
+  // finiteKVBytes (K and V made finite) and markPoisoned (the counts, the NaN mark, the marked output).
+  floats += finiteKVBytes(bk, m, d, dv) / 4 + 2 * batch * heads * n * dv + 6 * bk * (n + m);
   // A 15% margin for backend copies not modelled above (operand layouts of matMul, reductions).
   return Math.ceil(floats * 4 * 1.15) + 8192;
 }

@@ -21,6 +21,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Dims } from '../../src/core/types.js';
 import { NO_KEY, type FeatureOps } from './feature_maps.js';
+import { finiteKV } from '../shared/finite.js';
 
 /** Positions per chunk of the causal composite. */
 export const COMPOSITE_CHUNK = 64;
@@ -173,6 +174,54 @@ export function keyValidity(dims: Dims, keyLength: number[] | tf.Tensor1D | null
  * @returns `[batch, heads, n, dv]`
  */
 export function linearComposite(
+  q: tf.Tensor4D,
+  kIn: tf.Tensor4D,
+  vIn: tf.Tensor4D,
+  dims: Dims,
+  ops: FeatureOps,
+  causal: boolean,
+  keyLength: number[] | tf.Tensor1D | null,
+): tf.Tensor4D {
+  // On finite copies of K and V (the masks below are then safe products); queries that see a key
+  // with a non-finite entry are marked NaN at the end, every other query is exact.
+  const { k, v, poison } = finiteKV(kIn, vIn) as { k: tf.Tensor4D; v: tf.Tensor4D; poison: tf.Tensor };
+  try {
+    const out = linearOnFinite(q, k, v, dims, ops, causal, keyLength);
+    const marked = markPoisoned(out, poison, dims, causal, keyLength);
+    out.dispose();
+    return marked;
+  } finally {
+    k.dispose();
+    v.dispose();
+    poison.dispose();
+  }
+}
+
+/**
+ * `o [batch, heads, n, dv]` with NaN in the queries that see a key with a non-finite entry:
+ * every real poisoned key (non-causal), or those at positions `j <= p_i` (causal).
+ */
+function markPoisoned(o: tf.Tensor4D, poison: tf.Tensor, dims: Dims, causal: boolean, keyLength: number[] | tf.Tensor1D | null): tf.Tensor4D {
+  const { batch, heads, kvHeads, group, n, m, dv } = dims;
+  return tf.tidy(() => {
+    const kvalid = keyValidity(dims, keyLength);
+    const real = kvalid ? tf.mul(poison, kvalid) : poison; // [B, KH, m, 1], 0/1
+    let seen: tf.Tensor; // [B·KH, 1, n | 1, 1]
+    if (!causal) {
+      seen = tf.reshape(tf.sum(real, 2), [batch * kvHeads, 1, 1, 1]);
+    } else {
+      const cum = tf.cumsum(real, 2);
+      const pos = Array.from({ length: n }, (_, i) => i + m - n);
+      const at = tf.gather(cum, tf.tensor1d(pos.map((p) => Math.max(p, 0)), 'int32'), 2); // [B, KH, n, 1]
+      const before = tf.tensor(pos.map((p) => (p >= 0 ? 1 : 0)), [1, 1, n, 1]); // queries before position 0 see nothing
+      seen = tf.reshape(tf.mul(at, before), [batch * kvHeads, 1, n, 1]);
+    }
+    const mark = tf.where(tf.greater(seen, 0), tf.fill(seen.shape, Number.NaN), tf.zerosLike(seen));
+    return tf.reshape(tf.add(tf.reshape(o, [batch * kvHeads, group, n, dv]), mark), [batch, heads, n, dv]) as tf.Tensor4D;
+  });
+}
+
+function linearOnFinite(
   q: tf.Tensor4D,
   k: tf.Tensor4D,
   v: tf.Tensor4D,

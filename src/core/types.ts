@@ -121,6 +121,26 @@ export interface Attention<C = unknown> {
   dispose(): void;
 }
 
+/**
+ * Where a decode state comes from: stamped by every `decode` step on the state it returns, and
+ * checked by every step on the state it is given (a mismatch throws `AttentionError('state', …)`).
+ */
+export interface DecodeOrigin {
+  /** Catalog id of the variant that made the state, e.g. `'dense'`. */
+  readonly variant: string;
+  /**
+   * Fingerprint of the variant's resolved config (keys sorted), including the seed and the
+   * identity of explicit parameters (performer's `omega`): another config, seed or set of
+   * explicit features gives another fingerprint.
+   */
+  readonly config: string;
+  /** Batch, kvHeads and head dims of the inputs that made it. */
+  readonly batch: number;
+  readonly kvHeads: number;
+  readonly d: number;
+  readonly dv: number;
+}
+
 /** The key/value cache of an incremental decode path. */
 export interface DecodeState {
   /** Cached keys `[batch, kvHeads, length, d]`. */
@@ -129,6 +149,8 @@ export interface DecodeState {
   v: Tensor4D;
   /** Number of cached positions. */
   length: number;
+  /** Which variant (config) and shapes made this state; every step checks it. */
+  readonly origin: DecodeOrigin;
 }
 
 /** Anything that is a tensor, for type guards. */

@@ -115,6 +115,21 @@ export function checkOptions(options: unknown): ApplyOptions {
   return options as ApplyOptions;
 }
 
+/**
+ * Validates the options of a `decode` step: undefined, or an object with only `implementation`
+ * ('auto' | 'kernel' | 'composite'); returns the implementation.
+ */
+export function checkDecodeOptions(options: unknown): Implementation {
+  if (options === undefined) return 'auto';
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new AttentionError('options', 'an object { implementation? }', show(options));
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== 'implementation') throw new AttentionError(`options.${key}`, 'implementation (the one option of decode)', `unknown option '${key}'`);
+  }
+  return checkImplementation((options as { implementation?: unknown }).implementation);
+}
+
 // ---- config field checks -------------------------------------------------------------
 
 /** Checks that a config object has only the given keys. */

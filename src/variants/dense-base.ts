@@ -8,13 +8,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import { AttentionError, show } from '../core/errors.js';
 import type { ApplyOptions, Attention, Complexity, DecodeState, Dims, Family, Implementation, Problem } from '../core/types.js';
 import {
-  checkImplementation,
+  checkDecodeOptions,
   checkTensor4D,
   validateCall,
   problemDims, problemPath,
   validateQKV,
 } from '../core/validate.js';
-import { attendDense, attendDenseBytes } from '../../kernels/flash/attend.js';
+import { Lifetime } from '../core/lifecycle.js';
+import { checkOrigin, configFingerprint, decodeOrigin } from '../core/origin.js';
+import { attendDense, attendDenseBytes, prepareDense } from '../../kernels/flash/attend.js';
 
 /** Config of {@link denseAttention}. */
 export interface DenseConfig {
@@ -36,6 +38,9 @@ export interface DecodeResult {
  * Dense attention over shared or grouped K/V heads; the class behind `dense` and `multi-query`.
  */
 export class DenseAttention<C extends DenseConfig = DenseConfig> implements Attention<C> {
+  /** Disposed or live: every method checks it first. */
+  private readonly lifetime = new Lifetime();
+
   constructor(
     readonly id: string,
     readonly family: Family,
@@ -59,6 +64,7 @@ export class DenseAttention<C extends DenseConfig = DenseConfig> implements Atte
    * @throws AttentionError on any invalid input, before dispatch.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
+    this.lifetime.check(this.id);
     const { dims, implementation, keyLength } = validateCall(q, k, v, options);
     this.checkHeads(dims);
     return attendDense(
@@ -76,6 +82,7 @@ export class DenseAttention<C extends DenseConfig = DenseConfig> implements Atte
    * Fused: O(n) (split partials); composite: O(n·m) (score matrices and mask).
    */
   memoryBytes(problem: Problem): number {
+    this.lifetime.check(this.id);
     const dims = problemDims(problem);
     const path = problemPath(problem);
     return attendDenseBytes(dims, path, this.config.causal || !!problem.keyLength);
@@ -89,7 +96,10 @@ export class DenseAttention<C extends DenseConfig = DenseConfig> implements Atte
    * @param q - `[batch, heads, t, d]`, the t new positions' queries (usually t = 1)
    * @param k - `[batch, kvHeads, t, d]`
    * @param v - `[batch, kvHeads, t, dv]`
-   * @param state - the previous step's state (consumed: its tensors are disposed), or undefined to start.
+   * @param state - the previous step's state (consumed: its tensors are disposed), or undefined to
+   *   start. It must come from this variant's decode (same config, batch, kvHeads, d, dv: its
+   *   `origin` is checked), else AttentionError('state').
+   * @param options - `implementation` ('auto' | 'kernel' | 'composite'), checked before anything is dispatched.
    * @example
    * ```ts
    * const attn = denseAttention({ causal: true });
@@ -103,15 +113,17 @@ export class DenseAttention<C extends DenseConfig = DenseConfig> implements Atte
    * ```
    */
   decode(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, state?: DecodeState | null, options?: { implementation?: Implementation }): DecodeResult {
+    this.lifetime.check(this.id);
     if (!this.config.causal) {
       throw new AttentionError('config.causal', 'true for decode (incremental decoding is causal)', 'false');
     }
+    const implementation = checkDecodeOptions(options);
     const dims = validateQKV(q, k, v);
     this.checkHeads(dims);
     if (dims.n !== dims.m) {
       throw new AttentionError('k', `the new positions' keys: length t = ${dims.n} (as q)`, `${dims.m}`);
     }
-    const implementation = checkImplementation(options?.implementation);
+    const origin = decodeOrigin(this.id, configFingerprint(this.config), dims);
     if (state) {
       checkTensor4D('state.k', state.k);
       checkTensor4D('state.v', state.v);
@@ -123,24 +135,20 @@ export class DenseAttention<C extends DenseConfig = DenseConfig> implements Atte
           `${show(state.k.shape)} keys, ${show(state.v.shape)} values, length ${state.length}`,
         );
       }
+      checkOrigin(state, origin);
     }
+    const length = (state ? state.length : 0) + dims.n;
+    // Validate first, then compute: the path is resolved and checked before the cache grows.
+    const attend = prepareDense({ ...dims, m: length }, { causal: true, scale: this.scaleFor(dims.d), keyLength: null }, implementation);
     const cacheK = state ? tf.concat([state.k, k], 2) : tf.clone(k);
     const cacheV = state ? tf.concat([state.v, v], 2) : tf.clone(v);
-    const length = cacheK.shape[2];
     try {
-      const output = attendDense(
-        q,
-        cacheK,
-        cacheV,
-        { ...dims, m: length },
-        { causal: true, scale: this.scaleFor(dims.d), keyLength: null },
-        implementation,
-      );
+      const output = attend(q, cacheK, cacheV);
       if (state) {
         state.k.dispose();
         state.v.dispose();
       }
-      return { output, state: { k: cacheK, v: cacheV, length } };
+      return { output, state: { k: cacheK, v: cacheV, length, origin } };
     } catch (e) {
       cacheK.dispose();
       cacheV.dispose();
@@ -148,6 +156,8 @@ export class DenseAttention<C extends DenseConfig = DenseConfig> implements Atte
     }
   }
 
-  /** Dense attention owns no weights: a no-op. */
-  dispose(): void {}
+  /** Dense attention owns no weights: ends the variant (every later call throws AttentionError('this')); again, a no-op. */
+  dispose(): void {
+    this.lifetime.end();
+  }
 }

@@ -7,8 +7,12 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { AttentionError, show } from '../core/errors.js';
-import type { ApplyOptions, Attention, Complexity, Dims, Family, Problem } from '../core/types.js';
-import { checkTensor4D, problemDims, problemPath, validateCall, validateQKV } from '../core/validate.js';
+import { checkHostBudget } from '../core/budget.js';
+import { resolveImplementation } from '../core/dispatch.js';
+import { Lifetime } from '../core/lifecycle.js';
+import { checkOrigin, configFingerprint, decodeOrigin } from '../core/origin.js';
+import type { ApplyOptions, Attention, Complexity, DecodeOrigin, Dims, Family, Implementation, Problem } from '../core/types.js';
+import { checkDecodeOptions, checkTensor4D, problemDims, problemPath, validateCall, validateQKV } from '../core/validate.js';
 import { attendLinear, attendLinearBytes } from '../../kernels/linear/attend.js';
 import { causalChunks, disposeState, emptyState, type LinearState } from '../../kernels/linear/composite.js';
 import { featureOps, isExpKind, type FeatureKind } from '../../kernels/linear/feature_maps.js';
@@ -27,6 +31,11 @@ export interface KernelizedDecodeState {
   r: tf.Tensor4D | null;
   /** Number of positions decoded. */
   length: number;
+  /**
+   * Which variant made this state: its id, a fingerprint of its config (performer: including the
+   * seed, or the identity of explicit `omega`), and batch, kvHeads, d, dv. Every step checks it.
+   */
+  readonly origin: DecodeOrigin;
 }
 
 /** The result of one {@link KernelizedAttention.decode} step. */
@@ -51,6 +60,8 @@ export interface FeatureSetup {
  * Linear attention with a feature map; the class behind `linear` and `performer`.
  */
 export abstract class KernelizedAttention<C extends { causal?: boolean }> implements Attention<C> {
+  /** Disposed or live: every public method checks it first ({@link KernelizedAttention.checkLive}). */
+  private readonly lifetime = new Lifetime();
   abstract readonly id: string;
   abstract readonly family: Family;
   abstract readonly complexity: Complexity;
@@ -65,6 +76,25 @@ export abstract class KernelizedAttention<C extends { causal?: boolean }> implem
     return 0;
   }
 
+  /** Identities of explicit parameters, part of a decode state's config fingerprint (performer: its ω). */
+  protected parameterIdentity(): Record<string, unknown> {
+    return {};
+  }
+
+  /** Frees what the variant owns; called once, by the first `dispose()`. */
+  protected release(): void {}
+
+  /** Throws AttentionError('this') once the variant is disposed: the first statement of every public method (subclasses' too). */
+  protected checkLive(): void {
+    this.lifetime.check(this.id);
+  }
+
+  /** The bound `memoryBytes` reports, for validated dims (plans the kernel on 'kernel': throws AttentionError past the device's limits). */
+  private bytesFor(dims: Dims, path: 'kernel' | 'composite', keyLength: boolean): number {
+    const { kind, features } = this.featureShape(dims.d);
+    return attendLinearBytes(dims, kind, features, this.config.causal, path, keyLength) + this.uploadBytes(dims.d);
+  }
+
   /**
    * Attention of `q [batch, heads, n, d]` over `k [batch, kvHeads, m, d]`, `v [batch, kvHeads, m, dv]`.
    *
@@ -73,8 +103,13 @@ export abstract class KernelizedAttention<C extends { causal?: boolean }> implem
    * @throws AttentionError on any invalid input, before dispatch.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
+    this.checkLive();
     const { dims, implementation, keyLength } = validateCall(q, k, v, options);
-    this.featureShape(dims.d); // validates config against d before anything is created
+    // Validate first, then compute: config against d, the path (kernel plan, or the composite's
+    // bytes against the host-memory budget) before ω is uploaded or anything dispatched.
+    const path = resolveImplementation(implementation);
+    const bytes = this.bytesFor(dims, path, keyLength !== null);
+    if (path === 'composite') checkHostBudget(`the ${this.id} composite`, bytes);
     const f = this.setup(dims.d);
     try {
       return attendLinear(
@@ -95,10 +130,9 @@ export abstract class KernelizedAttention<C extends { causal?: boolean }> implem
    * O(n·F + F·dv) on both paths (F = d, or the feature count M).
    */
   memoryBytes(problem: Problem): number {
+    this.checkLive();
     const dims = problemDims(problem);
-    const path = problemPath(problem);
-    const { kind, features } = this.featureShape(dims.d);
-    return attendLinearBytes(dims, kind, features, this.config.causal, path, !!problem.keyLength) + this.uploadBytes(dims.d);
+    return this.bytesFor(dims, problemPath(problem), !!problem.keyLength);
   }
 
   /**
@@ -110,7 +144,11 @@ export abstract class KernelizedAttention<C extends { causal?: boolean }> implem
    * @param q - `[batch, heads, t, d]`
    * @param k - `[batch, kvHeads, t, d]`
    * @param v - `[batch, kvHeads, t, dv]`
-   * @param state - the previous step's state (consumed: its tensors are disposed), or undefined to start.
+   * @param state - the previous step's state (consumed: its tensors are disposed), or undefined to
+   *   start. It must come from this variant's decode (same config and features, batch, kvHeads, d,
+   *   dv: its `origin` is checked), else AttentionError('state').
+   * @param options - `implementation`: 'auto' or 'composite' (decode runs as tfjs ops on every
+   *   backend; 'kernel' throws AttentionError: there is no fused decode kernel).
    * @example
    * ```ts
    * const attn = linearAttention({ causal: true });
@@ -123,15 +161,24 @@ export abstract class KernelizedAttention<C extends { causal?: boolean }> implem
    * attn.disposeState(state);
    * ```
    */
-  decode(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, state?: KernelizedDecodeState | null): KernelizedDecodeResult {
+  decode(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, state?: KernelizedDecodeState | null, options?: { implementation?: Implementation }): KernelizedDecodeResult {
+    this.checkLive();
     if (!this.config.causal) {
       throw new AttentionError('config.causal', 'true for decode (incremental decoding is causal)', 'false');
+    }
+    const implementation = checkDecodeOptions(options);
+    if (implementation === 'kernel') {
+      throw new AttentionError('options.implementation', "'auto' or 'composite' (decode runs as tfjs ops on every backend: there is no fused decode kernel)", "'kernel'");
     }
     const dims = validateQKV(q, k, v);
     if (dims.n !== dims.m) throw new AttentionError('k', `the new positions' keys: length t = ${dims.n} (as q)`, `${dims.m}`);
     const { kind, features } = this.featureShape(dims.d);
     const exp = isExpKind(kind);
-    if (state) this.checkState(state, dims, features, exp);
+    const origin = decodeOrigin(this.id, configFingerprint(this.config, this.parameterIdentity()), dims);
+    if (state) {
+      this.checkState(state, dims, features, exp);
+      checkOrigin(state, origin);
+    }
     const f = this.setup(dims.d);
     const { batch, kvHeads, group, n: t, d, dv } = dims;
     const initial: LinearState = state ? { s: state.s, z: state.z, r: state.r } : emptyState(batch, kvHeads, features, dv, exp);
@@ -145,7 +192,7 @@ export abstract class KernelizedAttention<C extends { causal?: boolean }> implem
       const output = tf.reshape(out, [batch, dims.heads, t, dv]) as tf.Tensor4D;
       out.dispose();
       disposeState(initial);
-      return { output, state: { ...next, length: (state?.length ?? 0) + t } };
+      return { output, state: { ...next, length: (state?.length ?? 0) + t, origin } };
     } catch (e) {
       if (!state) disposeState(initial);
       throw e;
@@ -154,7 +201,7 @@ export abstract class KernelizedAttention<C extends { causal?: boolean }> implem
     }
   }
 
-  /** Frees a decode state's tensors. */
+  /** Frees a decode state's tensors (the caller's: this also works after the variant's `dispose()`). */
   disposeState(state: KernelizedDecodeState | null | undefined): void {
     if (!state) return;
     state.s.dispose();
@@ -183,6 +230,8 @@ export abstract class KernelizedAttention<C extends { causal?: boolean }> implem
     }
   }
 
-  /** Frees weights the variant owns (none for `linear`). */
-  dispose(): void {}
+  /** Frees weights the variant owns (none for `linear`) and ends the variant: every later call throws AttentionError('this'); again, a no-op. */
+  dispose(): void {
+    if (this.lifetime.end()) this.release();
+  }
 }

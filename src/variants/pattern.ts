@@ -19,6 +19,7 @@ import { bindRule, compileRule, type BoundRule, type ParamValues, type RuleDecl 
 import { AttentionError, show } from '../core/errors.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Family, Pattern, Problem } from '../core/types.js';
 import { checkBaseConfig, checkInt, validateCall } from '../core/validate.js';
+import { Lifetime } from '../core/lifecycle.js';
 import { problemDims, problemPath } from '../core/validate.js';
 
 /** A config array with one value per query head: its config name, what one value is, the values. */
@@ -105,6 +106,8 @@ export function elementRuleOf(bound: BoundRule): ElementRule {
  */
 export abstract class PatternAttention<C extends PatternBaseConfig> implements Attention<C> {
   private readonly cache = new Map<string, CachedSpec>();
+  /** Disposed or live: every public method checks it first ({@link PatternAttention.checkLive}). */
+  private readonly lifetime = new Lifetime();
 
   constructor(
     readonly id: string,
@@ -112,6 +115,11 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
     readonly config: Readonly<C & { causal: boolean }>,
     readonly complexity: Complexity,
   ) {}
+
+  /** Throws AttentionError('this') once the variant is disposed: the first statement of every public method (subclasses' too). */
+  protected checkLive(): void {
+    this.lifetime.check(this.id);
+  }
 
   /** The pattern's rule (its shape: one pipeline serves every parameter value), before causal and keyLength. */
   protected abstract get rule(): RuleDecl;
@@ -225,6 +233,7 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
    * @throws AttentionError on any invalid input, before anything is dispatched.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
+    this.checkLive();
     const { dims, implementation, keyLength } = validateCall(q, k, v, options);
     this.checkDims(dims);
     const spec = this.spec(dims.n, dims.m, dims.heads);
@@ -245,6 +254,7 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
    * scores (O(n · keys per query)).
    */
   memoryBytes(problem: Problem): number {
+    this.checkLive();
     const dims = problemDims(problem);
     this.checkDims(dims);
     const path = problemPath(problem);
@@ -257,6 +267,7 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
    * and `keyLength`, which apply on top. Used by the docs' pictures and the tests.
    */
   pattern(n: number, m: number = n, head = 0): Pattern {
+    this.checkLive();
     checkInt('n', n, 1);
     checkInt('m', m, 1);
     checkInt('head', head, 0);
@@ -273,6 +284,8 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
     return { n, m, rows };
   }
 
-  /** Pattern variants own no tensors: a no-op. */
-  dispose(): void {}
+  /** Pattern variants own no tensors: ends the variant (every later call throws AttentionError('this')); again, a no-op. */
+  dispose(): void {
+    if (this.lifetime.end()) this.cache.clear();
+  }
 }

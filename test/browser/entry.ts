@@ -2,7 +2,7 @@
  * The browser check: bundled by test/browser.test.ts and run in headless Chromium. On webgpu
  * (the fused kernels, through navigator.gpu) and on webgl (the composites) it runs dense
  * (causal, grouped heads, keyLength) and local attention, and three conformance cases of every
- * catalog entry, against the float64 references.
+ * catalog entry, against the float64 references; and two cases of the padding check per entry.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-webgl';
@@ -15,6 +15,40 @@ import { catalog } from '../../src/index.js';
 import { makeInputs, runCase } from '../harness.js';
 import { maxAbsDiff, referenceDense, referenceWeighted, seededTensor, toHost } from '../reference.js';
 import { specs } from '../specs/index.js';
+import { poisonCheck } from '../poison.js';
+
+/**
+ * Every catalog entry: two sampled cases of the padding check (non-finite values past keyLength
+ * and in causally masked keys leave every other output bit-identical), on the active path.
+ */
+async function paddingProblems(): Promise<Record<string, string | null>> {
+  const out: Record<string, string | null> = {};
+  for (const entry of catalog) {
+    const spec = specs[entry.id];
+    try {
+      const draws = fc.sample(
+        spec.cases.chain((c) =>
+          fc.record({
+            c: fc.constant(c),
+            lengths: fc.array(fc.integer({ min: 0, max: c.m }), { minLength: c.batch, maxLength: c.batch }),
+            asTensor: fc.boolean(),
+            futureAt: fc.integer({ min: 0, max: c.m - 1 }),
+            seed: fc.integer({ min: 1, max: 1e9 }),
+          }),
+        ),
+        { seed: 11, numRuns: 2 },
+      );
+      let problem: string | null = null;
+      for (const d of draws) {
+        problem ??= await poisonCheck(spec, d.c, { lengths: d.lengths, asTensor: d.asTensor, future: spec.causal(d.c) ? d.futureAt : null, seed: d.seed }, 'auto');
+      }
+      out[entry.id] = problem;
+    } catch (e) {
+      out[entry.id] = `error: ${(e as Error).message}`;
+    }
+  }
+  return out;
+}
 
 /** Every catalog entry: a few of its conformance cases against its float64 reference. */
 async function catalogErrors(): Promise<Record<string, number | string>> {
@@ -63,6 +97,7 @@ async function check() {
   return {
     path: kernelAvailable() ? 'kernel' : 'composite',
     catalog: await catalogErrors(),
+    padding: await paddingProblems(),
     denseErr: maxAbsDiff(dense.data, wantDense.data),
     localErr: maxAbsDiff(local.data, wantLocal.data),
     leaked,

@@ -31,7 +31,9 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { checkHostBudget } from '../../core/budget.js';
 import { resolveImplementation } from '../../core/dispatch.js';
+import { Lifetime } from '../../core/lifecycle.js';
 import { AttentionError, show } from '../../core/errors.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Problem } from '../../core/types.js';
 import { checkBool, checkConfigKeys, checkInt, checkScale, validateCall } from '../../core/validate.js';
@@ -93,6 +95,8 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
   private readonly layouts = new Map<string, BlockLayout>();
   private bound: BoundRule | null = null;
   private zVar: tf.Variable<tf.Rank.R1> | null;
+  /** Disposed or live: every public method checks it first. */
+  private readonly lifetime = new Lifetime();
 
   constructor(
     readonly config: Readonly<ResolvedAdaptiveSpanConfig>,
@@ -103,8 +107,13 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
 
   /** The learnable spans, one per query head (a trainable `tf.Variable` owned by the variant). */
   get z(): tf.Variable<tf.Rank.R1> {
-    if (!this.zVar) throw new AttentionError('this', 'a live variant', 'a disposed one');
-    return this.zVar;
+    this.lifetime.check(this.id);
+    return this.zVar!;
+  }
+
+  /** The composite's bound, as `memoryBytes` reports it: O(n·(S + R)) windows and scores, plus the key-length mask. */
+  private compositeBytes(dims: Dims, keyLength: boolean): number {
+    return bandCompositeBytes(dims, this.reach(), this.config.causal) + (keyLength ? dims.batch * dims.m * 12 : 0);
   }
 
   /** Largest |p − j| with a nonzero weight: x < R + z <= R + S. */
@@ -197,6 +206,7 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
    * @throws AttentionError on any invalid input, before dispatch.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
+    this.lifetime.check(this.id);
     const { dims, implementation, keyLength } = validateCall(q, k, v, options);
     this.checkHeads(dims);
     const scale = this.config.scale ?? 1 / Math.sqrt(dims.d);
@@ -215,6 +225,7 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
         params.dispose();
       }
     }
+    checkHostBudget('the adaptive-span composite', this.compositeBytes(dims, keyLength !== null));
     const band = { causal: this.config.causal, scale, keyLength, reach: this.reach() };
     if (!recording) return bandComposite(q, k, v, dims, { ...band, weight: (x) => this.maskOf(this.z, x) });
     // Recording gradients: the band's own backward pass, with dL/dz from the soft mask.
@@ -230,9 +241,11 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
    * (fused), or O(n·(S + R)) windows and scores (composite).
    */
   memoryBytes(problem: Problem): number {
+    this.lifetime.check(this.id);
     const dims = problemDims(problem);
+    this.checkHeads(dims);
     const path = problemPath(problem);
-    if (path === 'composite') return bandCompositeBytes(dims, this.reach(), this.config.causal) + (problem.keyLength ? dims.batch * dims.m * 12 : 0);
+    if (path === 'composite') return this.compositeBytes(dims, !!problem.keyLength);
     const { batch, n, m } = dims;
     const layout = this.bandLayout(n, m);
     const limits = planningLimits();
@@ -246,6 +259,7 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
 
   /** The L1 penalty on the spans, Σ_h |z_h| (a new scalar tensor; differentiable with respect to z). */
   spanLoss(): tf.Scalar {
+    this.lifetime.check(this.id);
     // With its gradient (sign z) written out, so it trains with tfjs-core's empty gradient registry too.
     const l1 = tf.customGrad(((z: tf.Tensor, save: tf.GradSaveFunc) => {
       save([z]);
@@ -256,12 +270,14 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
 
   /** Clamps z into [0, S] in place (call after an optimizer step, as the paper does). */
   clampSpan(): void {
+    this.lifetime.check(this.id);
     const z = this.z;
     tf.tidy(() => z.assign(tf.clipByValue(z, 0, this.config.maxSpan) as tf.Tensor1D));
   }
 
-  /** Frees the span variable. */
+  /** Frees the span variable and ends the variant (every later call throws AttentionError('this')); again, a no-op. */
   dispose(): void {
+    if (!this.lifetime.end()) return;
     this.zVar?.dispose();
     this.zVar = null;
   }

@@ -101,6 +101,8 @@ export class BigBirdAttention extends PatternAttention<Resolved> {
 
   /** The random blocks of each query block for `numBlocks` blocks (explicit or seeded). */
   randomBlocksFor(numBlocks: number): number[][] {
+    this.checkLive();
+    checkInt('numBlocks', numBlocks, 1);
     return this.random(numBlocks).rows.map((r) => r.slice());
   }
 

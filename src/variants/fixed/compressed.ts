@@ -27,12 +27,15 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { attendBlockSparseBytes, prepareBlockSparse, type SparseSpec } from '../../../kernels/flash/sparse_attend.js';
-import { Exec, freesOnDispose, type Val } from '../../../kernels/flash/sparse_composite.js';
+import { Exec, freesOnDispose, whereCopies, type Val } from '../../../kernels/flash/sparse_composite.js';
 import { buildPart, range } from '../../../kernels/flash/parts.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Problem } from '../../core/types.js';
 import { checkInt, validateCall } from '../../core/validate.js';
+import { checkHostBudget } from '../../core/budget.js';
+import { resolveImplementation } from '../../core/dispatch.js';
+import { Lifetime } from '../../core/lifecycle.js';
 import { problemDims, problemPath } from '../../core/validate.js';
 import { checkPatternConfig, elementRuleOf, type PatternBaseConfig } from '../pattern.js';
 import { add, bindRule, compileRule, div, ge, keyIn, or, P, param, sub, type RuleDecl } from '../../../kernels/flash/rule.js';
@@ -86,6 +89,8 @@ export class CompressedAttention implements Attention<Resolved> {
   readonly complexity: Complexity = meta.complexity;
   private readonly seeded = new Map<string, HostKernels>();
   private readonly specs = new Map<string, SparseSpec>();
+  /** Disposed or live: every public method checks it first. */
+  private readonly lifetime = new Lifetime();
 
   constructor(
     readonly config: Readonly<Resolved>,
@@ -113,6 +118,9 @@ export class CompressedAttention implements Attention<Resolved> {
 
   /** The kernels used for head dims (d, dv), as host arrays `[t, d, d]` and `[t, dv, dv]` (mode 'conv'). */
   convKernels(d: number, dv?: number): { k: Float32Array; v: Float32Array } {
+    this.lifetime.check(this.id);
+    checkInt('d', d, 1);
+    if (dv !== undefined) checkInt('dv', dv, 1);
     if (this.config.mode !== 'conv') throw new AttentionError('config.mode', "'conv' (mode 'mean' has no kernels)", show(this.config.mode));
     const w = this.kernelsFor(d, dv ?? d);
     return { k: w.k.slice(), v: w.v.slice() };
@@ -162,14 +170,34 @@ export class CompressedAttention implements Attention<Resolved> {
       klc = keyLength ? lens.map((l) => Math.ceil(l / t)) : null;
       lim = ex.upload(Int32Array.from(lens), [B, 1, 1, 1], 'int32');
     }
-    const pos = ex.op([1, 1, C, t], () => tf.reshape(tf.range(0, C * t, 1, 'int32'), [1, 1, C, t]));
-    // 1 for a real position of a block, 0 for padding and keys past the length.
-    const valid = ex.op([B, 1, C, t], () => tf.cast(tf.less(pos.t!, lim.t!), 'float32'), 2);
+    // tf.range builds its values on the host: an upload, which webgpu may stage (two buffers).
+    const pos = ex.op([1, 1, C, t], () => tf.reshape(tf.range(0, C * t, 1, 'int32'), [1, 1, C, t]), 2);
+    // True for a real position of a block, false for padding and keys past the length.
+    const real = ex.op([B, 1, C, t], () => tf.less(pos.t!, lim.t!));
     ex.free(pos);
-    const blocks = (x: Val, dim: number): Val =>
-      C * t === m
-        ? ex.view(x, [B * KH * C, t, dim])
-        : ex.reshape(ex.op([B, KH, C * t, dim], () => tf.pad(x.t!, [[0, 0], [0, 0], [0, C * t - m], [0, 0]])), [B * KH * C, t, dim]);
+    const realCol = ex.view(real, [B, 1, C * t, 1]);
+    // A block's keys with padding, keys past the length and non-finite entries *selected* to 0
+    // (never multiplied by a zero weight: NaN or ±Inf in padding must not reach a pooled key), and
+    // per block whether a real key had a non-finite entry (that pooled key is then NaN, as its
+    // definition gives; a matMul over non-finite data could also leak it into other blocks on webgpu).
+    const blocks = (x: Val, dim: number): { xb: Val; bad: Val } => {
+      const padded = C * t === m ? ex.view(x, [B, KH, C * t, dim]) : ex.op([B, KH, C * t, dim], () => tf.pad(x.t!, [[0, 0], [0, 0], [0, C * t - m], [0, 0]]));
+      const keep = ex.op([B, KH, C * t, dim], () => tf.logicalAnd(tf.isFinite(padded.t!), realCol.t!), 3);
+      const kept = ex.op([B, KH, C * t, dim], () => tf.where(keep.t!, padded.t!, tf.zerosLike(padded.t!)), 2 + whereCopies());
+      ex.free(padded);
+      const badAll = ex.op([B, KH, C * t, dim], () => tf.logicalAnd(realCol.t!, tf.logicalNot(keep.t!)), 3);
+      ex.free(keep);
+      const badView = ex.reshape(badAll, [B, KH, C, t * dim]);
+      const bad = ex.op([B, KH, C, 1], () => tf.any(badView.t!, -1, true));
+      ex.free(badView);
+      return { xb: ex.reshape(kept, [B * KH * C, t, dim]), bad };
+    };
+    /** A pooled key `[B, KH, C, dim]` with NaN where its block had a non-finite real entry. */
+    const poisoned = (pooled: Val, bad: Val): Val => {
+      const out = ex.op(pooled.shape, () => tf.where(bad.t!, tf.fill(pooled.shape, Number.NaN), pooled.t!), 2 + whereCopies());
+      ex.free(pooled, bad);
+      return out;
+    };
     let kc: Val;
     let vc: Val;
     if (this.config.mode === 'mean') {
@@ -177,36 +205,33 @@ export class CompressedAttention implements Attention<Resolved> {
       const starts = ex.op([1, 1, C, 1], () => tf.reshape(tf.range(0, C * t, t, 'int32'), [1, 1, C, 1]));
       const count = ex.op([B, 1, C, 1], () => tf.cast(tf.maximum(tf.minimum(tf.sub(lim.t!, starts.t!), i(t)), i(1)), 'float32'), 4);
       ex.free(starts);
-      const w = ex.op([B, 1, C, t], () => tf.div(valid.t!, count.t!));
+      const w = ex.op([B, 1, C, t], () => tf.div(tf.cast(real.t!, 'float32'), count.t!), 2);
       ex.free(count);
       const wb = ex.reshape(ex.op([B, KH, C, t], () => tf.broadcastTo(w.t!, [B, KH, C, t])), [B * KH * C, 1, t]);
       ex.free(w);
       const mean = (x: Val, dim: number) => {
-        const xb = blocks(x, dim);
+        const { xb, bad } = blocks(x, dim);
         const out = ex.op([B * KH * C, 1, dim], () => tf.matMul(wb.t!, xb.t!));
         ex.free(xb);
-        return ex.reshape(out, [B, KH, C, dim]);
+        return poisoned(ex.reshape(out, [B, KH, C, dim]), bad);
       };
       kc = mean(k, d);
       vc = mean(v, dv);
       ex.free(wb);
     } else {
       const w = this.kernelsFor(d, dv);
-      const mask = ex.view(valid, [B, 1, C, t, 1]);
       const conv = (x: Val, dim: number, weights: Float32Array) => {
-        const xb = ex.reshape(blocks(x, dim), [B, KH, C, t, dim]);
-        const masked = ex.reshape(ex.op([B, KH, C, t, dim], () => tf.mul(xb.t!, mask.t!)), [B * KH * C, t * dim]);
-        ex.free(xb);
+        const { xb, bad } = blocks(x, dim);
+        const masked = ex.reshape(xb, [B * KH * C, t * dim]);
         const wt = ex.upload(weights, [t * dim, dim], 'float32');
         const out = ex.op([B * KH * C, dim], () => tf.matMul(masked.t!, wt.t!));
         ex.free(masked, wt);
-        return ex.reshape(out, [B, KH, C, dim]);
+        return poisoned(ex.reshape(out, [B, KH, C, dim]), bad);
       };
       kc = conv(k, d, w.k);
       vc = conv(v, dv, w.v);
-      ex.free(mask);
     }
-    ex.free(valid, lim);
+    ex.free(realCol, real, lim);
     return { kc, vc, klc, klcVal };
   }
 
@@ -215,6 +240,7 @@ export class CompressedAttention implements Attention<Resolved> {
    * @throws AttentionError on any invalid input, before anything is dispatched.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
+    this.lifetime.check(this.id);
     const { dims, implementation, keyLength: given } = validateCall(q, k, v, options);
     if (this.config.mode === 'conv') this.kernelsFor(dims.d, dims.dv);
     const C = Math.ceil(dims.m / this.config.stride);
@@ -223,6 +249,11 @@ export class CompressedAttention implements Attention<Resolved> {
     const scale = this.config.scale ?? 1 / Math.sqrt(dims.d);
     // Everything is checked and planned before the reduction dispatches anything.
     const attend = prepareBlockSparse(inner, { causal: false, scale, keyLength: given ? new Array(dims.batch).fill(C) : null }, spec, implementation);
+    if (resolveImplementation(implementation) === 'composite') {
+      // The whole composite (reduction + attention) against the host-memory budget: memoryBytes' own bound.
+      const { batch, heads, kvHeads, n, m, d, dv } = dims;
+      checkHostBudget('the compressed composite', this.memoryBytes({ batch, heads, kvHeads, n, m, d, dv, implementation: 'composite', keyLength: given !== null }));
+    }
     const ex = new Exec(true);
     const { kc, vc, klc, klcVal } = this.reduce(ex, ex.input(k, k.shape), ex.input(v, v.shape), dims, given);
     try {
@@ -235,6 +266,7 @@ export class CompressedAttention implements Attention<Resolved> {
 
   /** Upper bound of the intermediate bytes of `apply`: the reduction (O(m·d)) plus attention over ⌈m/t⌉ keys. */
   memoryBytes(problem: Problem): number {
+    this.lifetime.check(this.id);
     const dims = problemDims(problem);
     const path = problemPath(problem);
     const ex = new Exec(false);
@@ -244,30 +276,33 @@ export class CompressedAttention implements Attention<Resolved> {
     return (freesOnDispose() ? ex.peak : ex.bytes) + attendBlockSparseBytes({ ...dims, m: C }, path, this.spec(dims.n, dims.m, dims.heads), !!problem.keyLength);
   }
 
-  /** Kernels are host arrays uploaded per call: nothing to free. */
-  dispose(): void {}
+  /** Kernels are host arrays uploaded per call: nothing to free; ends the variant (every later call throws AttentionError('this')); again, a no-op. */
+  dispose(): void {
+    if (this.lifetime.end()) this.specs.clear();
+  }
 }
 
 function hostKernel(name: string, value: unknown, t: number): { data: Float32Array; dim: number } {
   let shape: number[];
-  let data: Float32Array;
   if (value instanceof tf.Tensor) {
     if (value.isDisposed) throw new AttentionError(name, 'a live tensor', 'a disposed tensor');
+    if (value.dtype !== 'float32') throw new AttentionError(name, "dtype 'float32'", show(value.dtype));
     shape = value.shape;
-    data = Float32Array.from(value.dataSync());
   } else if (Array.isArray(value) && Array.isArray(value[0]) && Array.isArray(value[0][0])) {
     const a = value as number[][][];
     shape = [a.length, a[0].length, a[0][0].length];
-    if (a.some((m) => m.length !== shape[1] || m.some((r) => r.length !== shape[2]))) throw new AttentionError(name, 'a rectangular [t, dim, dim] array', 'a ragged array');
-    data = Float32Array.from(a.flat(2));
-    if (data.some((x) => !Number.isFinite(x))) throw new AttentionError(name, 'finite numbers', 'a non-finite entry');
+    if (a.some((m) => !Array.isArray(m) || m.length !== shape[1] || m.some((r) => !Array.isArray(r) || r.length !== shape[2]))) throw new AttentionError(name, 'a rectangular [t, dim, dim] array', 'a ragged array');
   } else {
     throw new AttentionError(name, 'a tf.Tensor or number[][][] of shape [t, dim, dim]', show(value));
   }
-  if (shape.length !== 3 || shape[0] !== t || shape[1] !== shape[2]) {
+  if (shape.length !== 3 || shape[0] !== t || shape[1] !== shape[2] || shape[1] < 1) {
     throw new AttentionError(name, `shape [t = ${t}, dim, dim] (one square matrix per offset in a block)`, `shape ${show(shape)}`);
   }
-  return { data, dim: shape[1] };
+  // Checked first, read after: a bad kernel is refused before its data is read.
+  if (value instanceof tf.Tensor) return { data: Float32Array.from(value.dataSync()), dim: shape[1] };
+  const flat = (value as unknown[][][]).flat(2);
+  if (flat.some((x) => typeof x !== 'number' || !Number.isFinite(x))) throw new AttentionError(name, 'finite numbers', 'a non-finite or non-number entry');
+  return { data: Float32Array.from(flat as number[]), dim: shape[1] };
 }
 
 /**

@@ -23,11 +23,12 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { attendBlockSparse } from '../../../kernels/flash/sparse_attend.js';
+import { prepareBlockSparse } from '../../../kernels/flash/sparse_attend.js';
 import { add, keyIn, P, param, sub, type ParamValues, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { AttentionError, show } from '../../core/errors.js';
-import type { Implementation } from '../../core/types.js';
-import { checkImplementation, checkInt, checkTensor4D, validateQKV } from '../../core/validate.js';
+import type { DecodeOrigin, Implementation } from '../../core/types.js';
+import { checkDecodeOptions, checkInt, checkTensor4D, validateQKV } from '../../core/validate.js';
+import { checkOrigin, configFingerprint, decodeOrigin } from '../../core/origin.js';
 import { checkPatternConfig, PatternAttention, pow2Clamp, type PatternBaseConfig } from '../pattern.js';
 import { meta } from './local.meta.js';
 
@@ -47,6 +48,8 @@ export interface LocalDecodeState {
   v: tf.Tensor4D;
   /** Positions decoded so far. */
   seen: number;
+  /** Which variant (config) and shapes made this state; every step checks it. */
+  readonly origin: DecodeOrigin;
 }
 
 /** The result of one {@link LocalAttention.decode} step. */
@@ -83,7 +86,10 @@ export class LocalAttention extends PatternAttention<LocalConfig & { window: num
    * @param q - `[batch, heads, t, d]` queries of the t new positions
    * @param k - `[batch, kvHeads, t, d]`
    * @param v - `[batch, kvHeads, t, dv]`
-   * @param state - the previous step's state (consumed: its tensors are disposed), or undefined to start.
+   * @param state - the previous step's state (consumed: its tensors are disposed), or undefined to
+   *   start. It must come from this variant's decode (same config, batch, kvHeads, d, dv: its
+   *   `origin` is checked), else AttentionError('state').
+   * @param options - `implementation` ('auto' | 'kernel' | 'composite'), checked before anything is dispatched.
    * @example
    * ```ts
    * const attn = localAttention({ window: 128, causal: true });
@@ -97,10 +103,12 @@ export class LocalAttention extends PatternAttention<LocalConfig & { window: num
    * ```
    */
   decode(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, state?: LocalDecodeState | null, options?: { implementation?: Implementation }): LocalDecodeResult {
+    this.checkLive();
     if (!this.config.causal) throw new AttentionError('config.causal', 'true for decode (incremental decoding is causal)', 'false');
+    const implementation = checkDecodeOptions(options);
     const dims = validateQKV(q, k, v);
     if (dims.n !== dims.m) throw new AttentionError('k', `the new positions' keys: length t = ${dims.n} (as q)`, `${dims.m}`);
-    const implementation = checkImplementation(options?.implementation);
+    const origin = decodeOrigin(this.id, configFingerprint(this.config), dims);
     const cap = Math.max(this.config.window, 1);
     const t = dims.n;
     let seen = 0;
@@ -117,11 +125,14 @@ export class LocalAttention extends PatternAttention<LocalConfig & { window: num
           `${show(state.k.shape)} keys, ${show(state.v.shape)} values`,
         );
       }
+      checkOrigin(state, origin);
     }
     const valid = Math.min(seen, cap);
     const m = valid + t;
     const spec = this.spec(t, m, dims.heads);
     const scale = this.scaleFor(dims.d);
+    // Validate first, then compute: the path is resolved and checked before any slice or concat.
+    const attend = prepareBlockSparse({ ...dims, m }, { causal: true, scale, keyLength: null }, spec, implementation);
     // Cached positions seen − valid … seen − 1 in order, then the new ones.
     const ordered = (ring: tf.Tensor4D | undefined, fresh: tf.Tensor4D): tf.Tensor4D =>
       tf.tidy(() => {
@@ -144,8 +155,8 @@ export class LocalAttention extends PatternAttention<LocalConfig & { window: num
     const allK = ordered(state?.k, k);
     const allV = ordered(state?.v, v);
     try {
-      const output = attendBlockSparse(q, allK, allV, { ...dims, m }, { causal: true, scale, keyLength: null }, spec, implementation);
-      const next = { k: nextRing(allK), v: nextRing(allV), seen: seen + t };
+      const output = attend(q, allK, allV);
+      const next = { k: nextRing(allK), v: nextRing(allV), seen: seen + t, origin };
       if (state) {
         state.k.dispose();
         state.v.dispose();

@@ -33,6 +33,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { AttentionError, show } from '../../core/errors.js';
+import { nextIdentity } from '../../core/origin.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
 import type { Complexity } from '../../core/types.js';
 import { checkBool, checkConfigKeys, checkInt, checkMatrix, checkScale, ownMatrix } from '../../core/validate.js';
@@ -122,12 +123,19 @@ export class PerformerAttention extends KernelizedAttention<ResolvedPerformerCon
   readonly complexity: Complexity = meta.complexity;
   private cfg: Readonly<ResolvedPerformerConfig>;
   private explicit: tf.Tensor2D | null;
+  /** Identity of the explicit ω (part of decode states' fingerprint: other features, other states). */
+  private readonly explicitId: number;
   private readonly cache = new Map<number, Float32Array>();
 
   constructor(cfg: ResolvedPerformerConfig, explicit: tf.Tensor2D | null) {
     super();
     this.cfg = Object.freeze(cfg);
     this.explicit = explicit;
+    this.explicitId = explicit ? nextIdentity() : 0;
+  }
+
+  protected override parameterIdentity(): Record<string, unknown> {
+    return this.explicit ? { omegaIdentity: this.explicitId } : {};
   }
 
   get config(): Readonly<ResolvedPerformerConfig> {
@@ -174,6 +182,7 @@ export class PerformerAttention extends KernelizedAttention<ResolvedPerformerCon
    * @throws AttentionError when explicit features of another d were given.
    */
   omegaFor(d: number): tf.Tensor2D {
+    this.checkLive();
     checkInt('d', d, 1);
     this.checkD(d);
     return this.explicit ? (tf.clone(this.explicit) as tf.Tensor2D) : tf.tensor2d(this.hostOmega(d), [d, this.cfg.features]);
@@ -184,6 +193,7 @@ export class PerformerAttention extends KernelizedAttention<ResolvedPerformerCon
    * any, are released and replaced by seeded ones.
    */
   redraw(seed: number): void {
+    this.checkLive();
     checkInt('seed', seed, 0);
     this.explicit?.dispose();
     this.explicit = null;
@@ -191,8 +201,8 @@ export class PerformerAttention extends KernelizedAttention<ResolvedPerformerCon
     this.cfg = Object.freeze({ ...this.cfg, seed, omega: 'seeded' as const });
   }
 
-  /** Frees the explicit features, if any. */
-  override dispose(): void {
+  /** Frees the explicit features, if any (once, at the first `dispose()`). */
+  protected override release(): void {
     this.explicit?.dispose();
     this.explicit = null;
   }

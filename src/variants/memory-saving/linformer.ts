@@ -25,6 +25,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../core/backend.js';
+import { checkHostBudget } from '../../core/budget.js';
+import { Lifetime } from '../../core/lifecycle.js';
 import { resolveImplementation } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
@@ -103,6 +105,8 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
   readonly id = meta.id;
   readonly family = meta.family;
   readonly complexity: Complexity = meta.complexity;
+  /** Disposed or live: every public method checks it first. */
+  private readonly lifetime = new Lifetime();
 
   constructor(
     readonly config: Readonly<ResolvedLinformerConfig>,
@@ -118,17 +122,20 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
    * @throws AttentionError on any invalid input (including m > maxLength), before dispatch.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
+    this.lifetime.check(this.id);
     const { dims, implementation, keyLength } = validateCall(q, k, v, options);
-    if (!this.e) throw new AttentionError('this', 'a live variant', 'a disposed one');
     const { maxLength, k: kp } = this.config;
-    if (dims.m > maxLength) {
-      throw new AttentionError('k', `a sequence of length m <= maxLength = ${maxLength} (the projections' length)`, `m = ${dims.m}`, 'Build the variant with a larger maxLength.');
-    }
+    this.checkLength(dims.m);
     const projDims = { ...dims, m: kp };
     // Everything that can refuse the call does so before the projection is dispatched.
     if (resolveImplementation(implementation) === 'kernel') planFlash(projDims, activeKernelLimits());
-    else checkDenseCompositeFits(projDims);
-    const e = this.e;
+    else {
+      checkDenseCompositeFits(projDims);
+      // The whole composite (projection + dense attention over k keys) against the host-memory budget: memoryBytes' own bound.
+      const { batch: b, heads, kvHeads: kh, n, m: len, d, dv } = dims;
+      checkHostBudget('the linformer composite', this.memoryBytes({ batch: b, heads, kvHeads: kh, n, m: len, d, dv, implementation: 'composite', keyLength: keyLength !== null }));
+    }
+    const e = this.e!;
     const f = this.f ?? e;
     const { batch, kvHeads, m } = dims;
     const [kProj, vProj] = tf.tidy(() => {
@@ -136,7 +143,8 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
       const cols = (p: tf.Tensor2D) => (m === maxLength ? p : tf.slice(p, [0, 0], [kp, m]));
       // P[:, :m]·X for every (batch, kv head) as one matMul: X as [m, batch·kvHeads·dim].
       const project = (pm: tf.Tensor2D, x: tf.Tensor4D, dim: number) => {
-        const xs = kvalid ? tf.mul(x, kvalid) : x; // padding keys never projected
+        // Padding keys are never projected: selected out (a product with 0 would keep their NaN or ±Inf).
+        const xs = kvalid ? tf.where(tf.cast(kvalid, 'bool'), x, tf.zerosLike(x)) : x;
         const cols2 = tf.reshape(tf.transpose(xs, [2, 0, 1, 3]), [m, batch * kvHeads * dim]);
         return tf.transpose(tf.reshape(tf.matMul(pm, cols2), [kp, batch, kvHeads, dim]), [1, 2, 0, 3]) as tf.Tensor4D;
       };
@@ -157,7 +165,9 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
    * K', V' (k rows), and dense attention over k keys (O(n) fused, O(n·k) composite).
    */
   memoryBytes(problem: Problem): number {
+    this.lifetime.check(this.id);
     const dims = problemDims(problem);
+    this.checkLength(dims.m);
     const path = problemPath(problem);
     const { batch, kvHeads, m, d, dv } = dims;
     const kp = this.config.k;
@@ -170,12 +180,22 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
 
   /** The projections `{ e, f }`, `[k, maxLength]` each (new tensors the caller owns; f equals e with shareKV). */
   projections(): { e: tf.Tensor2D; f: tf.Tensor2D } {
-    if (!this.e) throw new AttentionError('this', 'a live variant', 'a disposed one');
-    return { e: tf.clone(this.e) as tf.Tensor2D, f: tf.clone(this.f ?? this.e) as tf.Tensor2D };
+    this.lifetime.check(this.id);
+    const e = this.e!;
+    return { e: tf.clone(e) as tf.Tensor2D, f: tf.clone(this.f ?? e) as tf.Tensor2D };
   }
 
-  /** Frees the projections. */
+  /** The projections cover m <= maxLength keys (apply and memoryBytes throw the same error past it). */
+  private checkLength(m: number): void {
+    const { maxLength } = this.config;
+    if (m > maxLength) {
+      throw new AttentionError('k', `a sequence of length m <= maxLength = ${maxLength} (the projections' length)`, `m = ${m}`, 'Build the variant with a larger maxLength.');
+    }
+  }
+
+  /** Frees the projections and ends the variant (every later call throws AttentionError('this')); again, a no-op. */
   dispose(): void {
+    if (!this.lifetime.end()) return;
     this.e?.dispose();
     this.f?.dispose();
     this.e = null;
