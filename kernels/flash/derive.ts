@@ -72,10 +72,26 @@ export function deriveLayout(rule: BoundRule, n: number, m: number, causal: bool
         if (last && last.full === full && last.start + last.blocks === kb0) last.blocks += kb1 - kb0 + 1;
         else row.push({ start: kb0, blocks: kb1 - kb0 + 1, full });
       });
-      rows.push(row);
+      rows.push(bridgeGaps(row, rule.compiled.exactSeek));
     }
   }
   return buildLayoutFromEntries({ blockQ: B, blockK: B, rowOffset, numQBlocks, layoutHeads, rows });
+}
+
+/**
+ * With an exact seek, consecutive partial runs are joined across the blocks between them: the
+ * kernel's seek jumps over the gap at no cost, while each entry costs a few loads per key split
+ * (a strided lattice at m = 16384 would otherwise be m/64 one-block entries).
+ */
+function bridgeGaps(row: LayoutEntry[], exactSeek: boolean): LayoutEntry[] {
+  if (!exactSeek) return row;
+  const out: LayoutEntry[] = [];
+  for (const e of row) {
+    const last = out[out.length - 1];
+    if (last && !last.full && !e.full) last.blocks = e.start + e.blocks - last.start;
+    else out.push({ ...e });
+  }
+  return out;
 }
 
 /** The top-level disjuncts of a condition (nested `or`s flattened). */

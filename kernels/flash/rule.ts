@@ -769,7 +769,10 @@ const WGSL_HELPERS = `
     if (a % b != 0 && ((a < 0) != (b < 0))) { return q - 1; }
     return q;
   }
-  fn ruleMod(a : i32, b : i32) -> i32 { return ((a % b) + b) % b; }
+  fn ruleMod(a : i32, b : i32) -> i32 {
+    let r = a % b; // one integer division (the divisor is data, not a constant the compiler folds)
+    return select(r, r + b, r < 0);
+  }
   fn ruleInResidue(j : i32, t : i32, lo : i32, hi : i32) -> bool {
     let r = ruleMod(j, t);
     return r >= lo && r <= hi;
