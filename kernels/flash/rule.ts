@@ -198,8 +198,10 @@ export function seeksExactly(x: Cond): boolean {
     case 'or':
       return x.args.every(seeksExactly);
     case 'and': {
+      // The and's seek ends past every band's end (below), so bands compose exactly with one other
+      // exact key condition (a dilated band: a band on a lattice).
       const keyed = x.args.filter(readsKey);
-      return keyed.length <= 1 && keyed.every(seeksExactly);
+      return keyed.every(seeksExactly) && keyed.filter((a) => a.op !== 'keyIn').length <= 1;
     }
     default:
       return false;
@@ -445,12 +447,15 @@ function seekFn(x: Cond, env: Env): IntFn {
     }
     case 'and': {
       const fs = x.args.map((c) => seekFn(c, env));
+      // A candidate past a band's end ends the search: no key after it is in the band either.
+      const ends = x.args.filter((a): a is Cond & { op: 'keyIn' } => a.op === 'keyIn').map((a) => intFn(a.hi, env));
       return (p, j, h) => {
         let s = j;
         for (const f of fs) {
           if (s >= SEEK_END) return SEEK_END;
           s = f(p, s, h);
         }
+        for (const hi of ends) if (s > hi(p, s, h)) return SEEK_END;
         return s;
       };
     }
@@ -747,6 +752,13 @@ function wSeek(x: Cond, from: string, c: WgslCtx, out: string[], indent: string)
         const guarded = `s${c.next++}`;
         out.push(`${indent}let ${guarded} = select(${next}, ${SEEK_END}, ${cur} >= ${SEEK_END});`);
         cur = guarded;
+      }
+      // A candidate past a band's end ends the search (as in the TypeScript seek).
+      for (const a of x.args) {
+        if (a.op !== 'keyIn') continue;
+        const ended = `s${c.next++}`;
+        out.push(`${indent}let ${ended} = select(${cur}, ${SEEK_END}, ${cur} > ${wInt(a.hi, c)});`);
+        cur = ended;
       }
       return cur;
     }
