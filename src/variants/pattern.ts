@@ -55,6 +55,16 @@ export function checkDilation(name: string, value: unknown): number | number[] {
   return checkInt(name, value, 1);
 }
 
+/** A dilation config as a per-head array for the base class's head checks (null: one dilation for all heads). */
+export function dilationHeads(dilation: number | readonly number[]): HeadArray | null {
+  return Array.isArray(dilation) ? { name: 'config.dilation', noun: 'dilation', values: dilation } : null;
+}
+
+/** The kernel block and composite group size of a band of `window` dilated steps. */
+export function dilatedBandBlock(window: number, dilation: number | readonly number[]): number {
+  return pow2Clamp(window * (Array.isArray(dilation) ? Math.max(...dilation) : (dilation as number)), 8, 64);
+}
+
 /** Smallest power of two >= x, clamped to [lo, hi]. */
 export function pow2Clamp(x: number, lo: number, hi: number): number {
   let p = 1;

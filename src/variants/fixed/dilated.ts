@@ -21,7 +21,7 @@
  */
 import { add, and, headParam, keyIn, keyLattice, mul, P, param, sub, type ParamValues, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { checkInt } from '../../core/validate.js';
-import { checkDilation, checkPatternConfig, PatternAttention, pow2Clamp, type HeadArray, type PatternBaseConfig } from '../pattern.js';
+import { checkDilation, checkPatternConfig, dilatedBandBlock, dilationHeads, type HeadArray, PatternAttention, type PatternBaseConfig } from '../pattern.js';
 import { meta } from './dilated.meta.js';
 
 export { meta };
@@ -49,13 +49,11 @@ export class DilatedAttention extends PatternAttention<DilatedConfig & { window:
   }
 
   protected override headArray(): HeadArray | null {
-    const d = this.config.dilation;
-    return Array.isArray(d) ? { name: 'config.dilation', noun: 'dilation', values: d } : null;
+    return dilationHeads(this.config.dilation);
   }
 
   protected override block(): number {
-    const d = this.config.dilation;
-    return pow2Clamp(this.config.window * (Array.isArray(d) ? Math.max(...d) : d), 8, 64);
+    return dilatedBandBlock(this.config.window, this.config.dilation);
   }
 }
 

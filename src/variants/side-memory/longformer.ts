@@ -27,7 +27,7 @@
 import { add, and, headParam, inTable, keyFlag, keyIn, keyLattice, mul, or, P, param, sub, type ParamValues, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { checkInt } from '../../core/validate.js';
-import { checkDilation, checkPatternConfig, PatternAttention, pow2Clamp, type HeadArray, type PatternBaseConfig } from '../pattern.js';
+import { checkDilation, checkPatternConfig, dilatedBandBlock, dilationHeads, type HeadArray, PatternAttention, type PatternBaseConfig } from '../pattern.js';
 import { meta } from './longformer.meta.js';
 
 export { meta };
@@ -71,13 +71,11 @@ export class LongformerAttention extends PatternAttention<Resolved> {
   }
 
   protected override headArray(): HeadArray | null {
-    const d = this.config.dilation;
-    return Array.isArray(d) ? { name: 'config.dilation', noun: 'dilation', values: d } : null;
+    return dilationHeads(this.config.dilation);
   }
 
   protected override block(): number {
-    const d = this.config.dilation;
-    return pow2Clamp(this.config.window * (Array.isArray(d) ? Math.max(...d) : d), 8, 64);
+    return dilatedBandBlock(this.config.window, this.config.dilation);
   }
 
   protected override checkSizes(n: number, m: number): void {
