@@ -15,9 +15,8 @@
  * @module
  */
 import { buildLayoutFromEntries, type BlockLayout, type LayoutEntry } from './layout.js';
-import type { PartDef } from './parts.js';
+import { positionBlockGroups, residueGroups, type PartDef } from './parts.js';
 import { or, readsHead, readsKey, SEEK_END, type BoundRule, type Box, type Cond } from './rule.js';
-
 
 /** Candidate key ranges `[j0, j1]` (inclusive, ascending) of a box of positions, by recursive classification. */
 function classifyKeys(
@@ -67,7 +66,7 @@ export function deriveLayout(rule: BoundRule, n: number, m: number, causal: bool
       const p0 = Math.max(m - n, pBase + qb * B);
       const p1 = Math.min(m - 1, pBase + qb * B + B - 1);
       const row: LayoutEntry[] = [];
-      classifyKeys((box) => rule.classify(box), p0, p1, h, causal ? Math.min(p1, m - 1) : m - 1, B, (kb0, kb1, full) => {
+      classifyKeys((box) => rule.classify(box), p0, p1, h, causal ? p1 : m - 1, B, (kb0, kb1, full) => {
         const last = row[row.length - 1];
         if (last && last.full === full && last.start + last.blocks === kb0) last.blocks += kb1 - kb0 + 1;
         else row.push({ start: kb0, blocks: kb1 - kb0 + 1, full });
@@ -99,8 +98,10 @@ function disjuncts(c: Cond): Cond[] {
   return c.op === 'or' ? c.args.flatMap(disjuncts) : [c];
 }
 
-/** The period of a lattice conjunct of `c` (`keyLattice(c, t)` at its top level or under `and`), or null. */
-function latticeOf(c: Cond): Cond | null {
+type Lattice = Cond & { op: 'keyLattice' };
+
+/** A lattice conjunct of `c` (`keyLattice(c, t)` at its top level or under `and`), or null. */
+function latticeOf(c: Cond): Lattice | null {
   if (c.op === 'keyLattice') return c;
   if (c.op === 'and') for (const a of c.args) if (a.op === 'keyLattice') return a;
   return null;
@@ -109,8 +110,8 @@ function latticeOf(c: Cond): Cond | null {
 interface PartPlan {
   cond: Cond;
   kind: 'rows' | 'blocks' | 'residues';
-  /** For 'residues': the lattice whose period groups the rows. */
-  lattice?: Cond & { op: 'keyLattice' };
+  /** For 'residues': the lattice's period per head, which groups the rows. */
+  period?: (h: number) => number;
 }
 
 /**
@@ -128,8 +129,9 @@ export function deriveParts(rule: BoundRule, n: number, m: number, causal: boole
   const lattices: PartPlan[] = [];
   const blocks: Cond[] = [];
   for (const d of keyed) {
-    const l = latticeOf(d) as (Cond & { op: 'keyLattice' }) | null;
-    if (l && Array.from({ length: heads }, (_, h) => periodFn(rule, l)(h)).some((t) => t > 1)) lattices.push({ cond: d, kind: 'residues', lattice: l });
+    const l = latticeOf(d);
+    const period = l ? periodFn(rule, l) : null;
+    if (period && Array.from({ length: heads }, (_, h) => period(h)).some((t) => t > 1)) lattices.push({ cond: d, kind: 'residues', period });
     else blocks.push(d);
   }
   const plans: PartPlan[] = [
@@ -137,10 +139,11 @@ export function deriveParts(rule: BoundRule, n: number, m: number, causal: boole
     ...(blocks.length ? [{ cond: or(...blocks), kind: 'blocks' as const }] : []),
     ...lattices,
   ];
+  const subs = plans.map((pl) => rule.sub(pl.cond));
   const defs: PartDef[] = [];
   plans.forEach((plan, k) => {
-    const own = rule.sub(plan.cond);
-    const before = plans.slice(0, k).map((pl) => rule.sub(pl.cond).allowed);
+    const own = subs[k];
+    const before = subs.slice(0, k).map((s) => s.allowed);
     const allowed = (p: number, j: number, h: number) => own.allowed(p, j, h) && !before.some((f) => f(p, j, h));
     const weight = (p: number, j: number, h: number) => (allowed(p, j, h) ? 1 : 0);
     const lastKey = (p: number) => (causal ? Math.min(p, m - 1) : m - 1);
@@ -162,50 +165,21 @@ export function deriveParts(rule: BoundRule, n: number, m: number, causal: boole
         defs.push({
           perHead: true,
           groups: (h) => { const r = rowsOf(h); return r.length ? [r] : []; },
-          keys: (rows, h) => enumerateKeys(rows, h, off, lastKey, allowed, own.seek, null, m, G),
+          keys: (rows, h) => enumerateKeys(rows, h, off, lastKey, allowed, own.seek, null, G),
           weight,
         });
       }
       return;
     }
     const groups = (h: number): number[][] => {
-      const out: number[][] = [];
-      if (plan.kind === 'blocks') {
-        let cur: number[] = [];
-        let curBlock = -1;
-        for (let i = 0; i < n; i++) {
-          const b = Math.floor((i + off) / G);
-          if (b !== curBlock) {
-            if (cur.length) out.push(cur);
-            cur = [];
-            curBlock = b;
-          }
-          cur.push(i);
-        }
-        if (cur.length) out.push(cur);
-      } else {
-        const t = periodFn(rule, plan.lattice!)(h);
-        for (let i0 = 0; i0 < Math.min(t, n); i0++) {
-          let cur: number[] = [];
-          for (let i = i0; i < n; i += t) {
-            cur.push(i);
-            if (cur.length === G) {
-              out.push(cur);
-              cur = [];
-            }
-          }
-          if (cur.length) out.push(cur);
-        }
-      }
-      // Keep only rows with at least one key in this part.
-      return out
-        .map((g) => g.filter((i) => firstKey(i + off, h, lastKey(i + off), allowed, own.seek) >= 0))
-        .filter((g) => g.length > 0);
+      // Only rows with at least one key in this part.
+      const keep = (i: number) => firstKey(i + off, h, lastKey(i + off), allowed, own.seek) >= 0;
+      return plan.kind === 'blocks' ? positionBlockGroups(n, off, G, G, keep) : residueGroups(n, plan.period!(h), G, keep);
     };
     defs.push({
       perHead,
       groups,
-      keys: (rows, h) => enumerateKeys(rows, h, off, lastKey, allowed, own.seek, own.classify, m, G),
+      keys: (rows, h) => enumerateKeys(rows, h, off, lastKey, allowed, own.seek, own.classify, G),
       weight,
     });
   });
@@ -213,7 +187,7 @@ export function deriveParts(rule: BoundRule, n: number, m: number, causal: boole
 }
 
 /** The period of a lattice for head h. */
-function periodFn(rule: BoundRule, l: Cond & { op: 'keyLattice' }): (h: number) => number {
+function periodFn(rule: BoundRule, l: Lattice): (h: number) => number {
   // The lattice through 0 with the same period: its first key after 0 is the period.
   const probe = rule.sub({ op: 'keyLattice', c: { op: 'lit', value: 0 }, t: l.t });
   return (h) => Math.max(1, probe.seek(0, 1, h));
@@ -234,7 +208,6 @@ function enumerateKeys(
   allowed: (p: number, j: number, h: number) => boolean,
   seek: (p: number, j: number, h: number) => number,
   classify: ((box: Box) => 0 | 1 | 2) | null,
-  m: number,
   B: number,
 ): number[] {
   const p0 = rows[0] + off;
@@ -251,7 +224,7 @@ function enumerateKeys(
   const keys = new Set<number>();
   for (const i of rows) {
     const p = i + off;
-    const lk = Math.min(lastKey(p), m - 1);
+    const lk = lastKey(p);
     for (const [a, b] of ranges) {
       const hi = Math.min(b, lk);
       for (let j = seek(p, a, h); j <= hi && j < SEEK_END; j = seek(p, j + 1, h)) if (allowed(p, j, h)) keys.add(j);

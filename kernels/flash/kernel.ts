@@ -10,7 +10,7 @@ import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensor
 import type { Dims } from '../../src/core/types.js';
 import { FlashAttentionProgram, MergeProgram, type FlashVariant } from './flash_program.js';
 import { layoutEntryData, layoutShape, type BlockLayout, type ElementRule } from './layout.js';
-import { activeKernelLimits } from '../shared/limits.js';
+import { activeKernelLimits, type KernelLimits } from '../shared/limits.js';
 import { registerOnce } from '../shared/register.js';
 import { kernelInputs } from '../shared/inputs.js';
 import { planFlash, type FlashPlan } from './plan.js';
@@ -84,9 +84,9 @@ export interface FlashOptions {
 }
 
 /** Plans a call (checks every device limit; throws AttentionError before any dispatch). */
-export function planFor(dims: Dims, opts: FlashOptions): FlashPlan {
+export function planFor(dims: Dims, opts: Pick<FlashOptions, 'layout' | 'rule'>, limits: KernelLimits = activeKernelLimits()): FlashPlan {
   const layout = opts.layout;
-  return planFlash(dims, activeKernelLimits(), {
+  return planFlash(dims, limits, {
     layout: layout ? layoutShape(layout) : undefined,
     extraBindings: (layout ? 2 : 0) + (opts.rule?.params || opts.rule?.paramsTensor ? 1 : 0),
   });

@@ -184,7 +184,6 @@ export interface ElementRule {
   seek?(p: number, j: number, h: number): number;
 }
 
-export { SEEK_END } from './rule.js';
 
 /**
  * Builds a layout from a function listing, for query block `qb` (and head `h` when per-head),

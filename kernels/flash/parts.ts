@@ -2,7 +2,7 @@
  * Host-side (pure data) descriptions of what the block-sparse composite gathers.
  *
  * A pattern's allowed set is cut into disjoint *parts*. A part groups query rows (contiguous
- * runs, blocks of positions, or residue classes such as every r-th position) and lists, per
+ * blocks of positions, or residue classes such as every r-th position) and lists, per
  * group, the keys its rows may attend; the composite gathers exactly those keys into
  * `[batch, heads, groups, keys, d]`, so memory follows the pattern (rows × keys per group),
  * never n·m. Where one grouping cannot serve the whole pattern cheaply (a band plus a strided
@@ -15,8 +15,7 @@
  */
 import { DISALLOWED_SCORE } from '../shared/masking.js';
 
-
-/** What a variant declares for one part; {@link buildPart} turns it into a {@link GatherPart}. */
+/** One part, as `derive.ts` derives it from a rule (compressed states its one part directly); {@link buildPart} turns it into a {@link GatherPart}. */
 export interface PartDef {
   /** Whether groups and keys differ per query head (per-head dilation). Default false. */
   perHead?: boolean;
@@ -50,13 +49,6 @@ export interface GatherPart {
   inverse: Int32Array | null;
   /** Whether every row 0 … n−1 is in this part (then no sentinel row is needed to scatter back). */
   coversAllRows: boolean;
-}
-
-/** Consecutive rows `[0, n)` cut into groups of `size`. */
-export function contiguousGroups(n: number, size: number): number[][] {
-  const out: number[][] = [];
-  for (let s = 0; s < n; s += size) out.push(range(s, Math.min(s + size, n) - 1));
-  return out;
 }
 
 /**
@@ -104,30 +96,11 @@ export function residueGroups(n: number, r: number, maxSize: number, keep: (i: n
   return out;
 }
 
-/** `[lo, hi]` as an array, clipped to `[0, m − 1]`. */
-export function keyRange(lo: number, hi: number, m: number): number[] {
-  return range(Math.max(0, lo), Math.min(m - 1, hi));
-}
-
-/** Keys `j ≡ c (mod r)` in `[lo, hi]`, clipped to `[0, m − 1]`. */
-export function keyLattice(c: number, r: number, lo: number, hi: number, m: number): number[] {
-  const a = Math.max(0, lo);
-  const b = Math.min(m - 1, hi);
-  const out: number[] = [];
-  for (let j = a + ((((c - a) % r) + r) % r); j <= b; j += r) out.push(j);
-  return out;
-}
-
 /** `[a, b]` inclusive (empty when b < a). */
 export function range(a: number, b: number): number[] {
   const out: number[] = [];
   for (let x = a; x <= b; x++) out.push(x);
   return out;
-}
-
-/** Sorted union of key lists. */
-export function unionKeys(...lists: number[][]): number[] {
-  return [...new Set(lists.flat())].sort((x, y) => x - y);
 }
 
 /**

@@ -12,9 +12,8 @@ import { resolveImplementation } from '../../src/core/dispatch.js';
 import { AttentionError } from '../../src/core/errors.js';
 import { checkHostBudget } from '../../src/core/budget.js';
 import type { Dims, Implementation } from '../../src/core/types.js';
-import { layoutShape, type BlockLayout, type ElementRule } from './layout.js';
+import type { BlockLayout, ElementRule } from './layout.js';
 import { planFor, runFlash } from './kernel.js';
-import { planFlash } from './plan.js';
 import { DISPATCH_OVERHEAD_BYTES } from '../shared/limits.js';
 import { padCopyBytes, planningLimits } from '../shared/limits.js';
 import { blockSparseComposite, blockSparseCompositeBytes, freesOnDispose } from './sparse_composite.js';
@@ -113,10 +112,7 @@ export function attendBlockSparseBytes(dims: Dims, path: 'kernel' | 'composite',
   }
   const { layout, rule } = spec.kernel();
   const limits = planningLimits();
-  const plan = planFlash(dims, limits, {
-    layout: layout ? layoutShape(layout) : undefined,
-    extraBindings: (layout ? 2 : 0) + (rule?.params ? 1 : 0),
-  });
+  const plan = planFor(dims, { layout, rule }, limits);
   const { batch } = dims;
   const padCopies = padCopyBytes(dims, plan.dPad, plan.dvPad);
   const uploads = 2 * 4 * (batch + (layout ? layout.rowStart.length + Math.max(3, 3 * layout.keyBlocks.length) : 0) + (rule?.params ? Math.max(1, rule.params.length) : 0));

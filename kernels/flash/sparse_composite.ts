@@ -26,8 +26,6 @@ import type { GatherPart } from './parts.js';
 import { DISALLOWED_SCORE } from '../shared/masking.js';
 import { whereCopies } from '../shared/finite.js';
 
-export { whereCopies };
-
 
 /** Bytes counted per op for its uniforms and other small per-dispatch buffers (webgpu). */
 export const OP_OVERHEAD_BYTES = 256;
@@ -334,15 +332,18 @@ function run(ex: Exec, q: tf.Tensor4D | null, k: tf.Tensor4D | null, v: tf.Tenso
   if (parts.length === 0) return ex.op([B, H, n, dv], () => tf.zeros([B, H, n, dv]));
   const qs = ex.op([B, H, n, d], () => tf.mul(qv.t!, opts.scale));
   // Finite copies of K and V, and per key whether it had a non-finite entry (see kernels/shared/finite.ts).
-  // (tf.where holds a broadcast handle of each operand while it runs: whereCopies().)
-  const kc = ex.op([B, KH, m, d], () => tf.where(tf.isFinite(kv.t!), kv.t!, tf.zerosLike(kv.t!)), 2 + whereCopies());
-  const vc = ex.op([B, KH, m, dv], () => tf.where(tf.isFinite(vv.t!), vv.t!, tf.zerosLike(vv.t!)), 2 + whereCopies());
-  const badK = ex.op([B, KH, m, d], () => tf.cast(tf.logicalNot(tf.isFinite(kv.t!)), 'float32'), 3);
-  const pk = ex.op([B, KH, m, 1], () => tf.max(badK.t!, -1, true));
-  ex.free(badK);
-  const badV = ex.op([B, KH, m, dv], () => tf.cast(tf.logicalNot(tf.isFinite(vv.t!)), 'float32'), 3);
-  const pv = ex.op([B, KH, m, 1], () => tf.max(badV.t!, -1, true));
-  ex.free(badV);
+  const finite = (x: Val, dim: number): { clean: Val; bad: Val } => {
+    const ok = ex.op([B, KH, m, dim], () => tf.isFinite(x.t!));
+    // (tf.where holds a broadcast handle of each operand while it runs: whereCopies().)
+    const clean = ex.op([B, KH, m, dim], () => tf.where(ok.t!, x.t!, tf.zerosLike(x.t!)), 2 + whereCopies());
+    const badAll = ex.op([B, KH, m, dim], () => tf.cast(tf.logicalNot(ok.t!), 'float32'), 2);
+    ex.free(ok);
+    const bad = ex.op([B, KH, m, 1], () => tf.max(badAll.t!, -1, true));
+    ex.free(badAll);
+    return { clean, bad };
+  };
+  const { clean: kc, bad: pk } = finite(kv, d);
+  const { clean: vc, bad: pv } = finite(vv, dv);
   const poison = ex.op([B, KH, m, 1], () => tf.maximum(pk.t!, pv.t!));
   ex.free(pk, pv);
   let kl: Val | null = null;

@@ -40,9 +40,6 @@ export interface PatternBaseConfig {
 /** Checks the config object, its keys, `causal` and `scale` (the prologue every factory shares). */
 export const checkPatternConfig = checkBaseConfig;
 
-/** Non-negative remainder. */
-export const mod = (a: number, t: number): number => ((a % t) + t) % t;
-
 /** A dilation: one integer >= 1, or one per query head. */
 export function checkDilation(name: string, value: unknown): number | number[] {
   if (Array.isArray(value)) {
@@ -178,11 +175,6 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
   /** The composite's parts (disjoint, union = the pattern) for this size (derived from the rule). */
   protected partDefs(n: number, m: number, heads: number): PartDef[] {
     return deriveParts(this.bound(n, m, heads), n, m, this.config.causal, this.block(n, m));
-  }
-
-  /** The pattern's weight of key j for the query at position p and query head h (0: not allowed), before causal and keyLength. */
-  protected weight(p: number, j: number, h: number, n: number, m: number): number {
-    return this.bound(n, m, h + 1).weight(p, j, h);
   }
 
   /**

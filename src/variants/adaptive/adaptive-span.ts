@@ -38,11 +38,9 @@ import { AttentionError, show } from '../../core/errors.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Problem } from '../../core/types.js';
 import { checkBool, checkConfigKeys, checkInt, checkScale, validateCall } from '../../core/validate.js';
 import { bandComposite, bandCompositeBytes, bandCompositeWithGrad } from '../../../kernels/band/composite.js';
-import { planFlash } from '../../../kernels/flash/plan.js';
-import { DISPATCH_OVERHEAD_BYTES } from '../../../kernels/shared/limits.js';
-import { padCopyBytes, planningLimits } from '../../../kernels/shared/limits.js';
+import { DISPATCH_OVERHEAD_BYTES, padCopyBytes, planningLimits } from '../../../kernels/shared/limits.js';
 import { planFor, runFlash } from '../../../kernels/flash/kernel.js';
-import { layoutShape, type BlockLayout, type ElementRule } from '../../../kernels/flash/layout.js';
+import type { BlockLayout, ElementRule } from '../../../kernels/flash/layout.js';
 import { deriveLayout } from '../../../kernels/flash/derive.js';
 import { abs, add, bindRule, compileRule, headParamOffset, J, keyIn, P, param, sub, type BoundRule, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { problemDims, problemPath } from '../../core/validate.js';
@@ -217,7 +215,7 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
     const path = recording ? 'composite' : resolveImplementation(implementation);
     if (path === 'kernel') {
       const layout = this.bandLayout(dims.n, dims.m);
-      const plan = planFor(dims, { causal: this.config.causal, scale, keyLength, layout, rule: this.rule(null) });
+      const plan = planFor(dims, { layout, rule: this.rule(null) });
       const params = this.paramsTensor();
       try {
         return runFlash(q, k, v, dims, { causal: this.config.causal, scale, keyLength, layout, rule: this.rule(params) }, plan);
@@ -249,7 +247,7 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
     const { batch, n, m } = dims;
     const layout = this.bandLayout(n, m);
     const limits = planningLimits();
-    const plan = planFlash(dims, limits, { layout: layoutShape(layout), extraBindings: 3 });
+    const plan = planFor(dims, { layout, rule: this.rule(null) }, limits);
     const padCopies = padCopyBytes(dims, plan.dPad, plan.dvPad);
     // The layout as uploaded (twice: webgpu may stage uploads through a second buffer).
     const layoutBytes = 2 * (layout.rowStart.length + Math.max(3, 3 * layout.keyBlocks.length)) * 4;

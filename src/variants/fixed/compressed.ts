@@ -27,7 +27,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { attendBlockSparseBytes, prepareBlockSparse, type SparseSpec } from '../../../kernels/flash/sparse_attend.js';
-import { Exec, freesOnDispose, whereCopies, type Val } from '../../../kernels/flash/sparse_composite.js';
+import { Exec, freesOnDispose, type Val } from '../../../kernels/flash/sparse_composite.js';
+import { whereCopies } from '../../../kernels/shared/finite.js';
 import { buildPart, range } from '../../../kernels/flash/parts.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
