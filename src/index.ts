@@ -33,7 +33,7 @@ import { meta as linearMeta } from './variants/kernelized/linear.meta.js';
 import { meta as performerMeta } from './variants/kernelized/performer.meta.js';
 import { meta as adaptiveSpanMeta } from './variants/adaptive/adaptive-span.meta.js';
 
-export type { Attention, ApplyOptions, Complexity, DecodeOrigin, DecodeState, Dims, Family, Implementation, Pattern, Problem } from './core/types.js';
+export type { Attention, ApplyOptions, Complexity, DecodeOrigin, DecodeState, Dims, Family, Implementation, KernelStrategy, Pattern, Problem } from './core/types.js';
 export type { Capabilities, CatalogEntry, EntryMeta, Factory, Paper } from './core/catalog-types.js';
 export { AttentionError } from './core/errors.js';
 export { DEFAULT_HOST_MEMORY_BUDGET, hostMemoryBudget, setHostMemoryBudget } from './core/budget.js';

@@ -65,7 +65,7 @@ describe.runIf(present)('headless Chromium', () => {
     server?.close();
   });
 
-  it('dense, local and three conformance cases of every catalog entry match the float64 references on webgpu (fused) and webgl (composite); padding and masked keys never reach an output', async () => {
+  it('dense, local and three conformance cases of every catalog entry match the float64 references on webgpu (fused, with each flash strategy) and webgl (composite); padding and masked keys never reach an output', async () => {
     const page = await browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
@@ -75,7 +75,17 @@ describe.runIf(present)('headless Chromium', () => {
     });
     const r = (await page.evaluate(() => (globalThis as unknown as { runChecks: () => Promise<unknown> }).runChecks())) as Record<
       string,
-      { error?: string; path?: string; denseErr?: number; localErr?: number; leaked?: number; detail?: string; catalog?: Record<string, number | string>; padding?: Record<string, string | null> }
+      {
+        error?: string;
+        path?: string;
+        denseErr?: number;
+        localErr?: number;
+        leaked?: number;
+        detail?: string;
+        catalog?: Record<string, number | string>;
+        strategies?: Record<string, Record<string, number | string>>;
+        padding?: Record<string, string | null>;
+      }
     >;
     console.log(`browser: ${JSON.stringify(r)}`);
     expect(errors).toEqual([]);
@@ -90,6 +100,13 @@ describe.runIf(present)('headless Chromium', () => {
       for (const [id, problem] of Object.entries(r[name].padding!)) expect(problem, `${name} ${id} padding`).toBeNull();
     }
     expect(r.webgpu.path).toBe('kernel');
+    // On webgpu, every entry with a fused kernel also with each flash strategy.
+    const fused = Object.keys(r.webgpu.catalog!).length;
+    for (const strategy of ['rows', 'tiled', 'tiledStaged']) {
+      const errs = r.webgpu.strategies![strategy];
+      expect(Object.keys(errs).length, strategy).toBeGreaterThan(fused / 2);
+      for (const [id, err] of Object.entries(errs)) expect(err, `webgpu ${strategy} ${id}`).toBeLessThan(2e-5);
+    }
     expect(r.webgl.path).toBe('composite');
   });
 });

@@ -1,6 +1,6 @@
 /** Shared helpers of the conformance, memory and decode suites. */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Attention, Implementation } from '../src/core/types.js';
+import type { Attention, Implementation, KernelStrategy } from '../src/core/types.js';
 import { seededTensor, toHost, type Host4 } from './reference.js';
 import type { Case } from './specs/types.js';
 import { withGpuErrorScope } from './backends.js';
@@ -40,9 +40,9 @@ export function makeInputs(c: Case, opts: { sharedQK?: boolean; amp?: number } =
 }
 
 /** Runs `attn.apply` for a case inside a GPU error scope and downloads the result (freed). */
-export async function runCase(attn: Attention<unknown>, x: Inputs, c: Case, implementation: Implementation = 'auto'): Promise<Host4> {
+export async function runCase(attn: Attention<unknown>, x: Inputs, c: Case, implementation: Implementation = 'auto', kernelStrategy?: KernelStrategy): Promise<Host4> {
   return withGpuErrorScope(async () => {
-    const out = attn.apply(x.q, x.k, x.v, { implementation, ...(c.keyLength ? { keyLength: c.keyLength } : {}) });
+    const out = attn.apply(x.q, x.k, x.v, { implementation, ...(c.keyLength ? { keyLength: c.keyLength } : {}), ...(kernelStrategy ? { kernelStrategy } : {}) });
     try {
       return await toHost(out);
     } finally {

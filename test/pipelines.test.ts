@@ -16,10 +16,10 @@ import { maxAbsDiff, toHost } from './reference.js';
 
 await setupBackends();
 
-/** The flash-attention pipelines tfjs has compiled so far (merge programs excluded). */
+/** The flash-attention pipelines tfjs has compiled so far, of either strategy (merge programs excluded). */
 function flashPipelines(): string[] {
   const cache = (tf.backend() as unknown as { pipelineCache: Record<string, unknown> }).pipelineCache;
-  return Object.keys(cache).filter((k) => k.startsWith('AttnCatalogFlash_'));
+  return Object.keys(cache).filter((k) => /^AttnCatalogFlash(Tiled)?_/.test(k));
 }
 
 async function newPipelines(variants: Attention<unknown>[]): Promise<string[]> {

@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describeCase } from './harness.js';
 import { seededTensor } from './reference.js';
 import type { Case, VariantSpec } from './specs/types.js';
+import type { KernelStrategy } from '../src/core/types.js';
 
 const POISON = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
 
@@ -49,7 +50,14 @@ function poisoned(c: Case, p: Poison, which: 'k' | 'v', clean: Float32Array, dim
 }
 
 /** Runs the check on the active backend; resolves to null when it holds, else to what differed. */
-export async function poisonCheck(spec: VariantSpec, c: Case, p: Poison, implementation: 'auto' | 'kernel' | 'composite', around?: <T>(f: () => Promise<T>) => Promise<T>): Promise<string | null> {
+export async function poisonCheck(
+  spec: VariantSpec,
+  c: Case,
+  p: Poison,
+  implementation: 'auto' | 'kernel' | 'composite',
+  around?: <T>(f: () => Promise<T>) => Promise<T>,
+  kernelStrategy?: KernelStrategy,
+): Promise<string | null> {
   const scope = around ?? (<T>(f: () => Promise<T>) => f());
   const attn = spec.make(c.config);
   const q = seededTensor([c.batch, c.heads, c.n, c.d], c.seed);
@@ -65,7 +73,7 @@ export async function poisonCheck(spec: VariantSpec, c: Case, p: Poison, impleme
       const vt = tf.tensor4d(v, [c.batch, c.kvHeads, c.m, c.dv]);
       const kl = p.asTensor ? tf.tensor1d(p.lengths, 'int32') : p.lengths;
       try {
-        const out = attn.apply(q, kt, vt, { implementation, keyLength: kl });
+        const out = attn.apply(q, kt, vt, { implementation, keyLength: kl, ...(kernelStrategy ? { kernelStrategy } : {}) });
         const data = (await out.data()) as Float32Array;
         out.dispose();
         return data;

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { resolveImplementation } from '../../src/core/dispatch.js';
 import { AttentionError } from '../../src/core/errors.js';
 import { checkHostBudget } from '../../src/core/budget.js';
-import type { Dims, Implementation } from '../../src/core/types.js';
+import type { Dims, Implementation, KernelStrategy } from '../../src/core/types.js';
 import { webgpuLimits } from '../../src/core/backend.js';
 import { denseComposite, denseCompositeBytes } from './composite.js';
 import { activeKernelLimits, runFlash } from './kernel.js';
@@ -22,6 +22,8 @@ export interface AttendOptions {
   causal: boolean;
   scale: number;
   keyLength: number[] | tf.Tensor1D | null;
+  /** The flash kernel's strategy on the kernel path (default `'auto'`). */
+  strategy?: KernelStrategy;
 }
 
 /** Checks that the composite's largest tensor fits the device's binding limit (webgpu only). */
@@ -49,7 +51,7 @@ function checkCompositeFits(dims: Dims): void {
 export function prepareDense(dims: Dims, opts: AttendOptions, implementation: Implementation): (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D {
   const path = resolveImplementation(implementation);
   if (path === 'kernel') {
-    const plan = planFlash(dims, activeKernelLimits());
+    const plan = planFlash(dims, activeKernelLimits(), { strategy: opts.strategy });
     return (q, k, v) => runFlash(q, k, v, dims, opts, plan);
   }
   checkCompositeFits(dims);

@@ -91,7 +91,7 @@ export class FlashAttentionProgram implements WebGPUProgram {
     this.dispatch = [Math.ceil(n / ROWS_PER_WORKGROUP), batch * heads, splits];
     this.shaderKey =
       `AttnCatalogFlash_${this.d4}_${this.dv4}_${causal ? 'c' : 'nc'}_${splits === 1 ? 'single' : 'split'}` +
-      `_${sparse ? 'csr' : 'dense'}_${rule ? `rule${rule.seeks ? (rule.exactSeek ? 'SeekExact' : 'Seek') : ''}${rule.init ? 'Init' : ''}[${rule.key}]` : 'all'}`;
+      `_${sparse ? 'csr' : 'dense'}_${ruleKeyPart(rule)}`;
   }
 
   /** Uniform list for `runWebGPUProgram`, matching `uniforms`. */
@@ -104,28 +104,10 @@ export class FlashAttentionProgram implements WebGPUProgram {
     ];
   }
 
-  /** The per-key body: online softmax update with the rule's weight. */
+  /** The per-key body, reading the key and value from storage. */
   private keyBody(indent: string, withRule = !!this.variant.rule): string {
     const { d4, dv4 } = this;
-    const rule = withRule;
-    // Rescale the running state only when the row max grows (rare after the first keys), so the
-    // common case costs one exp and one multiply-add per vec4.
-    const body = [
-      `let kb = (kvBase + j) * ${d4};`,
-      `let s = ${unroll(d4, (t) => `dot(q${t}, k[kb + ${t}])`, ' + ')};`,
-      'if (s > rowMax) {',
-      '  let c = exp(rowMax - s);',
-      '  rowSum = rowSum * c;',
-      ...Array.from({ length: dv4 }, (_, t) => `  acc${t} = acc${t} * c;`),
-      '  rowMax = s;',
-      '}',
-      `let e = ${rule ? 'w * ' : ''}exp(s - rowMax);`,
-      'rowSum = rowSum + e;',
-      `let vb = (kvBase + j) * ${dv4};`,
-      ...Array.from({ length: dv4 }, (_, t) => `acc${t} = acc${t} + e * v[vb + ${t}];`),
-    ];
-    if (!rule) return body.map((l) => indent + l).join('\n');
-    return [`${indent}let w = ruleWeight(p, j, h);`, `${indent}if (w > 0.0) {`, ...body.map((l) => `${indent}  ${l}`), `${indent}}`].join('\n');
+    return keyUpdate({ d4, dv4, indent, withRule, kAt: (t) => `k[kb + ${t}]`, vAt: (t) => `v[vb + ${t}]`, kBase: `let kb = (kvBase + j) * ${d4};`, vBase: `let vb = (kvBase + j) * ${dv4};` });
   }
 
   getUserCode(): string {
@@ -204,20 +186,75 @@ ${unroll(dv4, (t) => `    var acc${t} = vec4<f32>(0.0);`)}
     let kvBase = (b * uniforms.kvHeads + kvh) * uniforms.m;
     ${rule?.init ? 'ruleInit(p, h);' : ''}
 ${loops}
-${
-  split
-    ? `    let ob = ((bh * uniforms.splits + part) * uniforms.n + row) * ${dv4 + 1};
-${unroll(dv4, (t) => `    result[ob + ${t}] = acc${t};`)}
-    result[ob + ${dv4}] = vec4<f32>(rowMax, rowSum, 0.0, 0.0);`
-    : `    // A query with no allowed key outputs zeros, never NaN.
-    var inv = 0.0;
-    if (rowSum > 0.0) { inv = 1.0 / rowSum; }
-    let ob = (bh * uniforms.n + row) * ${dv4};
-${unroll(dv4, (t) => `    result[ob + ${t}] = acc${t} * inv;`)}`
-}
+${writeRow(dv4, split)}
   }
 `;
   }
+}
+
+/** Options of {@link keyUpdate}. */
+export interface KeyUpdateOptions {
+  d4: number;
+  dv4: number;
+  indent: string;
+  /** Whether `ruleWeight(p, j, h)` is evaluated (false: a full run, or an exact seek). */
+  withRule: boolean;
+  /** The vec4 `t` of key `j` and of its value (after `kBase`/`vBase`). */
+  kAt: (t: number) => string;
+  vAt: (t: number) => string;
+  kBase: string;
+  vBase: string;
+}
+
+/**
+ * The per-key body of both flash programs: the online softmax update of `rowMax`, `rowSum` and
+ * `acc0…` with key `j` (weighted by the element rule where it applies: `l = l·c + w·e`,
+ * `acc = acc·c + w·e·v`). The running state is rescaled only when the row max grows (rare
+ * after the first keys), so the common case costs one exp and one multiply-add per vec4.
+ */
+export function keyUpdate(o: KeyUpdateOptions): string {
+  const { d4, dv4, indent, withRule } = o;
+  const body = [
+    o.kBase,
+    `let s = ${unroll(d4, (t) => `dot(q${t}, ${o.kAt(t)})`, ' + ')};`,
+    'if (s > rowMax) {',
+    '  let c = exp(rowMax - s);',
+    '  rowSum = rowSum * c;',
+    ...Array.from({ length: dv4 }, (_, t) => `  acc${t} = acc${t} * c;`),
+    '  rowMax = s;',
+    '}',
+    `let e = ${withRule ? 'w * ' : ''}exp(s - rowMax);`,
+    'rowSum = rowSum + e;',
+    o.vBase,
+    ...Array.from({ length: dv4 }, (_, t) => `acc${t} = acc${t} + e * ${o.vAt(t)};`),
+  ];
+  if (!withRule) return body.map((l) => indent + l).join('\n');
+  return [`${indent}let w = ruleWeight(p, j, h);`, `${indent}if (w > 0.0) {`, ...body.map((l) => `${indent}  ${l}`), `${indent}}`].join('\n');
+}
+
+/**
+ * The end of both flash programs: with one split the normalized row (a query with no allowed
+ * key outputs zeros, never NaN); with several the unnormalized partial row and `(rowMax, rowSum)`.
+ */
+export function writeRow(dv4: number, split: boolean, indent = '    '): string {
+  const lines = split
+    ? [
+        `let ob = ((bh * uniforms.splits + part) * uniforms.n + row) * ${dv4 + 1};`,
+        ...Array.from({ length: dv4 }, (_, t) => `result[ob + ${t}] = acc${t};`),
+        `result[ob + ${dv4}] = vec4<f32>(rowMax, rowSum, 0.0, 0.0);`,
+      ]
+    : [
+        'var inv = 0.0;',
+        'if (rowSum > 0.0) { inv = 1.0 / rowSum; }',
+        `let ob = (bh * uniforms.n + row) * ${dv4};`,
+        ...Array.from({ length: dv4 }, (_, t) => `result[ob + ${t}] = acc${t} * inv;`),
+      ];
+  return lines.map((l) => indent + l).join('\n');
+}
+
+/** The shaderKey part of an element rule (shared by both flash programs). */
+export function ruleKeyPart(rule: FlashVariant['rule']): string {
+  return rule ? `rule${rule.seeks ? (rule.exactSeek ? 'SeekExact' : 'Seek') : ''}${rule.init ? 'Init' : ''}[${rule.key}]` : 'all';
 }
 
 /**

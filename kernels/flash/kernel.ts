@@ -9,6 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { Dims } from '../../src/core/types.js';
 import { FlashAttentionProgram, MergeProgram, type FlashVariant } from './flash_program.js';
+import { TiledFlashProgram } from './tiled_program.js';
+import type { KernelStrategy } from '../../src/core/types.js';
 import { layoutEntryData, layoutShape, type BlockLayout, type ElementRule } from './layout.js';
 import { activeKernelLimits, type KernelLimits } from '../shared/limits.js';
 import { registerOnce } from '../shared/register.js';
@@ -36,6 +38,11 @@ interface FlashAttrs {
   ruleSeeks: boolean;
   ruleInit: boolean;
   ruleExactSeek: boolean;
+  /** Tiled strategy: query rows per workgroup and keys per tile (0: one invocation per row). */
+  tileRows: number;
+  tileKeys: number;
+  tileStage: boolean;
+  queryGroups: number;
 }
 
 const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: NamedAttrMap }) => {
@@ -51,7 +58,9 @@ const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, Te
     sparse: a.sparse,
     rule: a.ruleKey ? { key: a.ruleKey, wgsl: a.ruleWgsl, usesParams: a.ruleParams, seeks: a.ruleSeeks, init: a.ruleInit, exactSeek: a.ruleExactSeek } : null,
   };
-  const program = new FlashAttentionProgram(batch, heads, n, dPad, dvPad, variant);
+  const program = a.tileRows
+    ? new TiledFlashProgram(batch, heads, n, dPad, dvPad, variant, { rows: a.tileRows, keys: a.tileKeys, stage: a.tileStage }, a.queryGroups)
+    : new FlashAttentionProgram(batch, heads, n, dPad, dvPad, variant);
   const uniforms = FlashAttentionProgram.uniformData({
     scale: a.scale, n, m, heads, group: heads / kvHeads, kvHeads, chunk: a.chunk, splits: a.splits,
     blockQ: a.blockQ, blockK: a.blockK, numQBlocks: a.numQBlocks, layoutHeads: a.layoutHeads, rowOffset: a.rowOffset,
@@ -81,15 +90,32 @@ export interface FlashOptions {
   layout?: BlockLayout | null;
   /** Element rule inside visited blocks, or null/undefined for "all allowed". */
   rule?: ElementRule | null;
+  /** `'auto'` (default), `'rows'` or `'tiled'`: see `planFlash`. */
+  strategy?: KernelStrategy;
 }
 
 /** Plans a call (checks every device limit; throws AttentionError before any dispatch). */
-export function planFor(dims: Dims, opts: Pick<FlashOptions, 'layout' | 'rule'>, limits: KernelLimits = activeKernelLimits()): FlashPlan {
+export function planFor(dims: Dims, opts: Pick<FlashOptions, 'layout' | 'rule' | 'strategy'>, limits: KernelLimits = activeKernelLimits()): FlashPlan {
   const layout = opts.layout;
   return planFlash(dims, limits, {
+    strategy: opts.strategy,
+    ruleStrides: !!opts.rule?.strides,
     layout: layout ? layoutShape(layout) : undefined,
     extraBindings: (layout ? 2 : 0) + (opts.rule?.params || opts.rule?.paramsTensor ? 1 : 0),
   });
+}
+
+let lastStrategy: 'rows' | 'tiled' | null = null;
+const dispatched = { rows: 0, tiled: 0 };
+
+/** The strategy of the last fused flash dispatch (for tests and the bench), or null before any. */
+export function lastFlashStrategy(): 'rows' | 'tiled' | null {
+  return lastStrategy;
+}
+
+/** Fused flash dispatches so far, per strategy (for tests: which program a call ran). */
+export function flashDispatches(): { rows: number; tiled: number } {
+  return { ...dispatched };
 }
 
 /**
@@ -124,8 +150,14 @@ export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: D
       ruleSeeks: !!rule?.seeks,
       ruleInit: !!rule?.init,
       ruleExactSeek: !!rule?.exactSeek,
+      tileRows: plan.tile?.rows ?? 0,
+      tileKeys: plan.tile?.keys ?? 0,
+      tileStage: plan.tile?.stage ?? false,
+      queryGroups: plan.queryGroups,
     };
     registerOnce(flashKernelConfig);
+    lastStrategy = plan.tile ? 'tiled' : 'rows';
+    dispatched[lastStrategy]++;
     const out = tf.engine().runKernel(FLASH_KERNEL, inputs, attrs as unknown as NamedAttrMap) as tf.Tensor4D;
     return plan.dvPad === dims.dv ? out : tf.slice(out, [0, 0, 0, 0], [-1, -1, -1, dims.dv]);
   });

@@ -58,9 +58,11 @@ export interface LayoutEntry {
 }
 
 /** The layout facts a kernel plan needs. */
-export function layoutShape(layout: BlockLayout): { blockK: number; maxBlocksPerRow: number; maxEntriesPerRow: number; maxRunBlocks: number; nnz: number } {
+export function layoutShape(layout: BlockLayout): { blockK: number; blockQ: number; numQBlocks: number; maxBlocksPerRow: number; maxEntriesPerRow: number; maxRunBlocks: number; nnz: number } {
   return {
     blockK: layout.blockK,
+    blockQ: layout.blockQ,
+    numQBlocks: layout.numQBlocks,
     maxBlocksPerRow: layout.maxBlocksPerRow,
     maxEntriesPerRow: layout.maxEntriesPerRow ?? layout.maxBlocksPerRow,
     maxRunBlocks: layout.maxRunBlocks ?? 1,
@@ -178,6 +180,8 @@ export interface ElementRule {
   seeks?: boolean;
   /** Whether `ruleSeek` lands only on allowed keys of weight 1: the kernel then skips `ruleWeight` after a seek. Default false. */
   exactSeek?: boolean;
+  /** Whether the allowed keys step over keys by a stride (lattices): it steers `kernelStrategy: 'auto'`. Default false. */
+  strides?: boolean;
   /** Whether `wgsl` defines `fn ruleInit(p : i32, h : i32)`, which the kernel calls once per query row before any key. Default false. */
   init?: boolean;
   /** The TypeScript twin of `ruleSeek` (required when `seeks`). */

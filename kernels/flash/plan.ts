@@ -7,7 +7,9 @@
  */
 import { AttentionError } from '../../src/core/errors.js';
 import type { Dims } from '../../src/core/types.js';
+import type { KernelStrategy } from '../../src/core/types.js';
 import { checkBinding, checkBindingCount, checkIOLimits, LOOP_BUDGET, maxBindingBytes, type KernelLimits } from '../shared/limits.js';
+import { ROWS_PER_INVOCATION, tileLoadTrips, type TileShape } from './tiled_program.js';
 
 /** Fewest keys one split handles before splitting further stops paying off. */
 export const MIN_KEYS_PER_SPLIT = 256;
@@ -15,6 +17,12 @@ export const MIN_KEYS_PER_SPLIT = 256;
 export const BASE_SPLITS = 4;
 /** Query rows per workgroup. */
 export const ROWS_PER_WORKGROUP = 64;
+/** Most keys one tile of the tiled strategy holds (fewer when workgroup memory is short). */
+export const MAX_TILE_KEYS = 64;
+/** Workgroup memory the tiled program uses besides its K/V tiles. */
+export const TILED_OTHER_WORKGROUP_BYTES = 16;
+/** Fewest keys per tile worth a tile (below it the tiled strategy is not offered). */
+export const MIN_TILE_KEYS = 4;
 
 export type { KernelLimits };
 
@@ -28,6 +36,10 @@ export interface LayoutShape {
   maxRunBlocks?: number;
   /** Total entries of the layout (keyBlocks length). */
   nnz: number;
+  /** Query rows per query block (the tiled strategy keeps each workgroup in one block). */
+  blockQ?: number;
+  /** Query blocks of the layout. */
+  numQBlocks?: number;
 }
 
 /** Options of {@link planFlash}. */
@@ -36,6 +48,10 @@ export interface PlanOptions {
   layout?: LayoutShape;
   /** Storage bindings besides q, k, v, keyLength and the output (layout: 2, rule params: 1). */
   extraBindings?: number;
+  /** `'rows'`, `'tiled'` or `'auto'` (default): see {@link chooseStrategy}. */
+  strategy?: KernelStrategy;
+  /** Whether the element rule's keys step by a stride (it steers `'auto'`). */
+  ruleStrides?: boolean;
 }
 
 /** A planned dispatch. */
@@ -51,6 +67,54 @@ export interface FlashPlan {
   partialBytes: number;
   /** Worst-case loop iterations of one invocation, over both passes. */
   maxLoopIterations: number;
+  /** The tiled strategy's tile (query rows per workgroup, keys per tile), or null: one invocation per row. */
+  tile: TileShape | null;
+  /** Workgroups along x: query row groups (dense) or query blocks × sub-tiles (block-sparse). */
+  queryGroups: number;
+}
+
+let stagingOverride: boolean | null = null;
+
+/**
+ * For tests and benchmarks: stage K/V tiles in workgroup memory always (`true`), never
+ * (`false`), or as the adapter suits (`null`, the default: not on CPU-backed adapters).
+ */
+export function setTileStaging(stage: boolean | null): void {
+  stagingOverride = stage;
+}
+
+/**
+ * The tile the tiled strategy would use on this device, or null where it cannot: `rows` query
+ * rows per workgroup (64, or the query block rounded up to a multiple of 4 when smaller, so a
+ * workgroup never straddles two blocks), as many keys per tile as workgroup memory holds for K
+ * and V (at most {@link MAX_TILE_KEYS}, at least {@link MIN_TILE_KEYS}), and whether tiles are
+ * staged in workgroup memory (not on CPU-backed adapters, where it measured slower: see
+ * docs/kernels.md).
+ */
+export function tileFor(dPad: number, dvPad: number, limits: KernelLimits, blockQ?: number): TileShape | null {
+  const storage = limits.maxComputeWorkgroupStorageSize ?? 16384;
+  const invocations = Math.min(limits.maxComputeInvocationsPerWorkgroup ?? 256, limits.maxComputeWorkgroupSizeX ?? 256);
+  const stage = stagingOverride ?? !limits.cpuAdapter;
+  // Staged tiles keep a workgroup in one query block; read directly, rows are fixed.
+  const blockRows = stage ? Math.ceil((blockQ ?? ROWS_PER_WORKGROUP) / ROWS_PER_INVOCATION) * ROWS_PER_INVOCATION : ROWS_PER_WORKGROUP;
+  const rows = Math.min(ROWS_PER_WORKGROUP, blockRows, invocations * ROWS_PER_INVOCATION);
+  // The tiles share workgroup memory with the workgroup id (a vec3<u32> padded to 16 bytes).
+  const keys = Math.min(MAX_TILE_KEYS, Math.floor((storage - TILED_OTHER_WORKGROUP_BYTES) / ((dPad + dvPad) * 4)));
+  return keys >= MIN_TILE_KEYS && rows >= 1 ? { rows, keys, stage } : null;
+}
+
+/** Fewest query rows for which `'auto'` runs the tiled strategy. */
+export const MIN_TILED_ROWS = 16;
+
+/**
+ * The strategy `'auto'` runs (bench/results/strategies.md has the measurements behind it):
+ * tiled wherever it can run, except for rules whose allowed keys step by a stride (strided,
+ * axial, dilated, sparse-transformer: the four rows of an invocation allow different keys, so
+ * it visits up to four times as many) and for fewer than {@link MIN_TILED_ROWS} query rows
+ * (decode steps: most lanes would idle).
+ */
+export function chooseStrategy(tile: TileShape | null, problem: { n: number; strides: boolean }): 'rows' | 'tiled' {
+  return tile && !problem.strides && problem.n >= MIN_TILED_ROWS ? 'tiled' : 'rows';
 }
 
 /**
@@ -58,37 +122,82 @@ export interface FlashPlan {
  *
  * Rule, with K the most keys one query row can visit (m, or maxBlocksPerRow·blockK) and E the
  * most layout entries of a query block (0 in dense mode): `S = clamp(ceil(K / 256), 1, 4)`,
- * raised until one split's loop trip count `E + ceil(K / S)` fits LOOP_BUDGET, lowered (not below what the loop budget needs) while the partial buffer
- * exceeds the binding limit. With S fixed for long sequences the partial buffer is `O(n)`.
+ * raised until one split's loop trip count fits LOOP_BUDGET (per row: `E + ceil(K / S)`;
+ * tiled: `2E + 2 + ceil(K / S)`, and with staged tiles each tile's trip, loads and exit), lowered (not
+ * below what the loop budget needs) while the partial buffer exceeds the binding limit. With S
+ * fixed for long sequences the partial buffer is `O(n)`.
  *
- * @throws AttentionError when a buffer would exceed the device's limits.
+ * @throws AttentionError when a buffer would exceed the device's limits, or an explicit
+ *   `'tiled'` strategy does not fit the device's workgroup memory.
  */
 export function planFlash(dims: Dims, limits: KernelLimits, opts: PlanOptions = {}): FlashPlan {
+  const { dPad, dvPad } = checkIOLimits(dims, limits);
+  const strategy = opts.strategy ?? 'auto';
+  const tileShape = tileFor(dPad, dvPad, limits, opts.layout?.blockQ);
+  if (strategy === 'tiled' && !tileShape) {
+    const storage = limits.maxComputeWorkgroupStorageSize ?? 16384;
+    throw new AttentionError(
+      'options.kernelStrategy',
+      `'rows' or 'auto' for head dims whose ${MIN_TILE_KEYS}-key K/V tile fits the device's ${storage}-byte workgroup memory`,
+      `'tiled' with d = ${dims.d}, dv = ${dims.dv}`,
+    );
+  }
+  if (strategy === 'tiled') return planWith(dims, limits, opts, tileShape);
+  if (strategy === 'auto' && chooseStrategy(tileShape, { n: dims.n, strides: !!opts.ruleStrides }) === 'tiled') {
+    // Where the tiled plan cannot fit (the loop budget), one row per invocation may.
+    try {
+      return planWith(dims, limits, opts, tileShape);
+    } catch (e) {
+      if (!(e instanceof AttentionError)) throw e;
+    }
+  }
+  return planWith(dims, limits, opts, null);
+}
+
+/** The plan for one strategy (`tile` null: one row per invocation). */
+function planWith(dims: Dims, limits: KernelLimits, opts: PlanOptions, tile: TileShape | null): FlashPlan {
   const layout = opts.layout;
   const { batch, heads, n, m } = dims;
   const { dPad, dvPad } = checkIOLimits(dims, limits);
   const maxBind = maxBindingBytes(limits);
   const check = (name: string, bytes: number) => checkBinding(limits, name, bytes);
   const maxGroups = limits.maxComputeWorkgroupsPerDimension;
-  if (Math.ceil(n / ROWS_PER_WORKGROUP) > maxGroups) {
-    throw new AttentionError('q', `n <= ${maxGroups * ROWS_PER_WORKGROUP}`, `n = ${n}`);
+  const qBlocks = layout ? (layout.numQBlocks ?? Math.ceil(n / (layout.blockQ ?? 1))) : 0;
+  const blockQ = layout?.blockQ ?? 1;
+  const queryGroups = !tile
+    ? Math.ceil(n / ROWS_PER_WORKGROUP)
+    : !layout
+      ? Math.ceil(n / tile.rows)
+      : tile.stage
+        ? qBlocks * Math.ceil(blockQ / tile.rows)
+        : Math.ceil((qBlocks * Math.ceil(blockQ / ROWS_PER_INVOCATION)) / (tile.rows / ROWS_PER_INVOCATION));
+  if (queryGroups > maxGroups) {
+    throw new AttentionError('q', `n <= ${maxGroups * (tile ? tile.rows : ROWS_PER_WORKGROUP)} (the device's workgroups per dimension)`, `n = ${n}`);
   }
   checkBindingCount(limits, 5 + (opts.extraBindings ?? 0));
   if (layout) check('layout', layout.nnz * 12);
   // Dense mode: the keys are cut into S equal chunks. Block-sparse: each split takes an equal
   // share of its row's visited keys (counted along the runs) and walks the row's entries, so
-  // one invocation loops at most over the entries plus its share.
+  // one invocation loops at most over the entries plus its share (and, tiled, the tiles).
   const keysPerRow = layout ? layout.maxBlocksPerRow * layout.blockK : m;
   const entries = layout ? (layout.maxEntriesPerRow ?? layout.maxBlocksPerRow) : 0;
-  if (entries >= LOOP_BUDGET) throw new AttentionError('layout', `at most ${LOOP_BUDGET - 1} entries per query block`, `${entries}`);
-  const minSplits = Math.max(1, Math.ceil(keysPerRow / (LOOP_BUDGET - entries)));
+  if (entries >= LOOP_BUDGET / 2) throw new AttentionError('layout', `at most ${LOOP_BUDGET / 2 - 1} entries per query block`, `${entries}`);
+  // One invocation's loop trips for a split of `chunk` keys. Per row: the entries, then the keys.
+  // Tiled: the entries and one loop exit per range, the keys, and (staged) per tile its trip,
+  // its loads and a loop exit; a split's keys span at most entries + ceil(chunk / keys) + 1 tiles.
+  const loadTrips = tile?.stage ? tileLoadTrips(tile, dPad / 4, dvPad / 4) : 0;
+  const trips = (chunk: number) => {
+    if (!tile) return entries + chunk;
+    const tiles = tile.stage ? entries + Math.ceil(chunk / tile.keys) + 1 : 0;
+    return 2 * entries + 2 + chunk + tiles * (2 + loadTrips);
+  };
+  let minSplits = Math.max(1, Math.ceil(keysPerRow / LOOP_BUDGET));
+  while (minSplits <= maxGroups && trips(Math.ceil(keysPerRow / minSplits)) > LOOP_BUDGET) minSplits++;
+  if (minSplits > maxGroups) throw new AttentionError('k', `fewer keys per query (the loop budget allows ${maxGroups} splits)`, `${keysPerRow}`);
   let splits = Math.max(Math.min(Math.ceil(keysPerRow / MIN_KEYS_PER_SPLIT), BASE_SPLITS), minSplits, 1);
   const rowBytes = (dvPad + 4) * 4;
   const partial = (s: number) => (s === 1 ? 0 : batch * heads * s * n * rowBytes);
   while (splits > minSplits && partial(splits) > maxBind) splits--;
-  if (splits > maxGroups) {
-    throw new AttentionError('k', `at most ${maxGroups * LOOP_BUDGET} keys per query`, `${keysPerRow}`);
-  }
   check('k (split partials)', partial(splits));
   const chunk = Math.max(1, Math.ceil(keysPerRow / splits));
   return {
@@ -97,6 +206,8 @@ export function planFlash(dims: Dims, limits: KernelLimits, opts: PlanOptions = 
     dPad,
     dvPad,
     partialBytes: partial(splits),
-    maxLoopIterations: Math.max(entries + chunk, splits > 1 ? 2 * splits : 0),
+    maxLoopIterations: Math.max(trips(chunk), splits > 1 ? 2 * splits : 0),
+    tile,
+    queryGroups,
   };
 }

@@ -180,6 +180,15 @@ export function readsKey(x: Node): boolean {
   return children(x).some(readsKey);
 }
 
+/**
+ * Whether the condition has a key set that steps over keys by a stride (`keyLattice`,
+ * `keyResidue`): a row's allowed keys are then spread thin, and rows next to each other
+ * allow different ones.
+ */
+export function stridesKeys(x: Node): boolean {
+  return x.op === 'keyLattice' || x.op === 'keyResidue' || children(x).some(stridesKeys);
+}
+
 /** Whether the expression differs by head (reads `h` or a head parameter). */
 export function readsHead(x: Node): boolean {
   return x.op === 'h' || x.op === 'headParam' || children(x).some(readsHead);
@@ -837,6 +846,8 @@ export interface CompiledRule {
   readonly perHead: boolean;
   /** Whether `ruleSeek` lands only on allowed keys of weight 1 (see {@link seeksExactly}). */
   readonly exactSeek: boolean;
+  /** Whether the allowed set steps over keys by a stride (see {@link stridesKeys}). */
+  readonly strides: boolean;
 }
 
 const compiledCache = new WeakMap<RuleDecl, CompiledRule>();
@@ -889,6 +900,7 @@ ${seekBody.join('\n')}
     wgsl,
     perHead: schema.heads.length > 0 || readsHead(decl.allow),
     exactSeek: !ramp && seeksExactly(decl.allow),
+    strides: stridesKeys(decl.allow),
   };
   compiledCache.set(decl, compiled);
   return compiled;

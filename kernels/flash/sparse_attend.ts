@@ -11,7 +11,7 @@ import { webgpuLimits } from '../../src/core/backend.js';
 import { resolveImplementation } from '../../src/core/dispatch.js';
 import { AttentionError } from '../../src/core/errors.js';
 import { checkHostBudget } from '../../src/core/budget.js';
-import type { Dims, Implementation } from '../../src/core/types.js';
+import type { Dims, Implementation, KernelStrategy } from '../../src/core/types.js';
 import type { BlockLayout, ElementRule } from './layout.js';
 import { planFor, runFlash } from './kernel.js';
 import { DISPATCH_OVERHEAD_BYTES } from '../shared/limits.js';
@@ -40,6 +40,8 @@ export interface BlockSparseOptions {
   causal: boolean;
   scale: number;
   keyLength: number[] | tf.Tensor1D | null;
+  /** The flash kernel's strategy on the kernel path (default `'auto'`). */
+  strategy?: KernelStrategy;
 }
 
 /**
@@ -56,7 +58,7 @@ export function prepareBlockSparse(
   const path = resolveImplementation(implementation);
   if (path === 'kernel') {
     const { layout, rule } = spec.kernel();
-    const flashOpts = { causal: opts.causal, scale: opts.scale, keyLength: opts.keyLength, layout, rule };
+    const flashOpts = { causal: opts.causal, scale: opts.scale, keyLength: opts.keyLength, layout, rule, strategy: opts.strategy };
     const plan = planFor(dims, flashOpts);
     return (q, k, v, keyLength = opts.keyLength) => {
       return runFlash(q, k, v, dims, { ...flashOpts, keyLength }, plan);

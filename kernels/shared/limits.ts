@@ -16,6 +16,25 @@ export interface KernelLimits {
   maxComputeWorkgroupsPerDimension: number;
   /** Storage bindings one shader may use (output included). Default 8 (WebGPU's minimum). */
   maxStorageBuffersPerShaderStage?: number;
+  /** Bytes of workgroup memory one workgroup may use. Default 16384 (WebGPU's minimum). */
+  maxComputeWorkgroupStorageSize?: number;
+  /** Invocations per workgroup. Default 256 (WebGPU's minimum). */
+  maxComputeInvocationsPerWorkgroup?: number;
+  /** Workgroup size along x. Default 256 (WebGPU's minimum). */
+  maxComputeWorkgroupSizeX?: number;
+  /**
+   * Whether the adapter runs shaders on the CPU (SwiftShader, llvmpipe, lavapipe): there,
+   * workgroup memory is ordinary memory and staging tiles in it only adds barriers. Default false.
+   */
+  cpuAdapter?: boolean;
+}
+
+/** Whether the active webgpu device's adapter is a CPU renderer (from its adapter info). */
+export function cpuBackedAdapter(): boolean {
+  const backend = tf.backend() as unknown as { device: GPUDevice & { adapterInfo?: GPUAdapterInfo }; adapterInfo?: { vendor?: string; architecture?: string } };
+  const info = backend.device.adapterInfo ?? backend.adapterInfo ?? {};
+  const text = ['vendor', 'architecture', 'device', 'description'].map((k) => (info as unknown as Record<string, unknown>)[k] ?? '').join(' ');
+  return /swiftshader|llvmpipe|lavapipe|softpipe|software/i.test(text);
 }
 
 /** Rounds a head dim up to a multiple of 4 (vec4 loads). */
@@ -70,6 +89,10 @@ export function activeKernelLimits(): KernelLimits {
     maxBufferSize: l.maxBufferSize,
     maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
     maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+    cpuAdapter: cpuBackedAdapter(),
   };
 }
 

@@ -39,10 +39,24 @@ export type Family =
 /** Which implementation `apply` runs. `auto`: the fused kernel where registered for the active backend, else the composite. */
 export type Implementation = 'auto' | 'kernel' | 'composite';
 
+/**
+ * How the fused flash kernel walks the keys. `'rows'`: one invocation per query row, keys read
+ * from storage. `'tiled'`: a workgroup takes a block of query rows and loads each key/value tile
+ * once into workgroup memory for all of them. `'auto'`: the faster one for the adapter and
+ * problem (see `docs/kernels.md`).
+ */
+export type KernelStrategy = 'auto' | 'rows' | 'tiled';
+
 /** Options of {@link Attention.apply}. */
 export interface ApplyOptions {
   /** `'auto'` (default) | `'kernel'` | `'composite'`. An explicit choice that cannot be honoured throws `AttentionError`. */
   implementation?: Implementation;
+  /**
+   * `'auto'` (default) | `'rows'` | `'tiled'`: the flash kernel's strategy, for entries that run
+   * on it (dense, multi-query and the pattern entries) when the call takes the kernel path;
+   * other paths ignore it. An explicit `'tiled'` that the device cannot run throws `AttentionError`.
+   */
+  kernelStrategy?: KernelStrategy;
   /**
    * One valid key length per batch element (`number[]` or an int32 `Tensor1D` of shape `[batch]`).
    * Keys at or past it are padding: never attended. Default: all `m` keys are real.

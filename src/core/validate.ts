@@ -9,7 +9,7 @@ import { Tensor } from '@tensorflow/tfjs-core';
 import type { Tensor1D, Tensor4D } from '@tensorflow/tfjs-core';
 import { kernelAvailable } from './dispatch.js';
 import { AttentionError, show } from './errors.js';
-import type { ApplyOptions, Dims, Implementation, Problem } from './types.js';
+import type { ApplyOptions, Dims, Implementation, KernelStrategy, Problem } from './types.js';
 
 /** Checks that `t` is a live float32 tensor of rank 4. */
 export function checkTensor4D(name: string, t: unknown): asserts t is Tensor4D {
@@ -76,6 +76,8 @@ export interface CheckedCall {
   dims: Dims;
   implementation: Implementation;
   keyLength: number[] | Tensor1D | null;
+  /** The flash kernel's strategy (`'auto'` unless given). */
+  kernelStrategy: KernelStrategy;
 }
 
 /**
@@ -87,7 +89,14 @@ export function validateCall(q: unknown, k: unknown, v: unknown, options: unknow
   const dims = validateQKV(q, k, v);
   const implementation = checkImplementation(opts.implementation);
   const kl = resolveKeyLength(opts.keyLength, dims);
-  return { dims, implementation, keyLength: kl.values ?? kl.tensor };
+  return { dims, implementation, keyLength: kl.values ?? kl.tensor, kernelStrategy: checkKernelStrategy(opts.kernelStrategy) };
+}
+
+/** Validates `options.kernelStrategy`. */
+export function checkKernelStrategy(strategy: unknown): KernelStrategy {
+  if (strategy === undefined) return 'auto';
+  if (strategy !== 'auto' && strategy !== 'rows' && strategy !== 'tiled') throw new AttentionError('options.kernelStrategy', "'auto', 'rows' or 'tiled'", show(strategy));
+  return strategy;
 }
 
 /** Validates `options.implementation`. */
@@ -105,11 +114,11 @@ function checkImplementationName(name: string, impl: unknown): Implementation {
 export function checkOptions(options: unknown): ApplyOptions {
   if (options === undefined) return {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new AttentionError('options', 'an object { implementation?, keyLength? }', show(options));
+    throw new AttentionError('options', 'an object { implementation?, keyLength?, kernelStrategy? }', show(options));
   }
   for (const key of Object.keys(options)) {
-    if (key !== 'implementation' && key !== 'keyLength') {
-      throw new AttentionError(`options.${key}`, 'one of implementation, keyLength', `unknown option '${key}'`);
+    if (key !== 'implementation' && key !== 'keyLength' && key !== 'kernelStrategy') {
+      throw new AttentionError(`options.${key}`, 'one of implementation, keyLength, kernelStrategy', `unknown option '${key}'`);
     }
   }
   return options as ApplyOptions;

@@ -59,20 +59,20 @@ export class DenseAttention<C extends DenseConfig = DenseConfig> implements Atte
   /**
    * Attention of `q [batch, heads, n, d]` over `k [batch, kvHeads, m, d]`, `v [batch, kvHeads, m, dv]`.
    *
-   * @param options - `implementation` ('auto' | 'kernel' | 'composite'), `keyLength` (one valid key count per batch element).
+   * @param options - `implementation` ('auto' | 'kernel' | 'composite'), `keyLength` (one valid key count per batch element), `kernelStrategy` ('auto' | 'rows' | 'tiled', the fused kernel's).
    * @returns `[batch, heads, n, dv]`
    * @throws AttentionError on any invalid input, before dispatch.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
     this.lifetime.check(this.id);
-    const { dims, implementation, keyLength } = validateCall(q, k, v, options);
+    const { dims, implementation, keyLength, kernelStrategy } = validateCall(q, k, v, options);
     this.checkHeads(dims);
     return attendDense(
       q,
       k,
       v,
       dims,
-      { causal: this.config.causal, scale: this.scaleFor(dims.d), keyLength },
+      { causal: this.config.causal, scale: this.scaleFor(dims.d), keyLength, strategy: kernelStrategy },
       implementation,
     );
   }

@@ -98,6 +98,7 @@ export function elementRuleOf(bound: BoundRule): ElementRule {
     seeks: true,
     init: true,
     exactSeek: bound.compiled.exactSeek,
+    strides: bound.compiled.strides,
     seek: (p, j, h) => bound.seek(p, j, h),
   };
 }
@@ -231,12 +232,12 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
    * Attention of `q [batch, heads, n, d]` over `k [batch, kvHeads, m, d]`, `v [batch, kvHeads, m, dv]`
    * restricted to the pattern. Returns `[batch, heads, n, dv]`.
    *
-   * @param options - `implementation` ('auto' | 'kernel' | 'composite'), `keyLength` (valid keys per batch element).
+   * @param options - `implementation` ('auto' | 'kernel' | 'composite'), `keyLength` (valid keys per batch element), `kernelStrategy` ('auto' | 'rows' | 'tiled', the fused kernel's).
    * @throws AttentionError on any invalid input, before anything is dispatched.
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
     this.checkLive();
-    const { dims, implementation, keyLength } = validateCall(q, k, v, options);
+    const { dims, implementation, keyLength, kernelStrategy } = validateCall(q, k, v, options);
     this.checkDims(dims);
     const spec = this.spec(dims.n, dims.m, dims.heads);
     return attendBlockSparse(
@@ -244,7 +245,7 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
       k,
       v,
       dims,
-      { causal: this.config.causal, scale: this.scaleFor(dims.d), keyLength },
+      { causal: this.config.causal, scale: this.scaleFor(dims.d), keyLength, strategy: kernelStrategy },
       spec,
       implementation,
     );

@@ -2,7 +2,8 @@
  * The browser check: bundled by test/browser.test.ts and run in headless Chromium. On webgpu
  * (the fused kernels, through navigator.gpu) and on webgl (the composites) it runs dense
  * (causal, grouped heads, keyLength) and local attention, and three conformance cases of every
- * catalog entry, against the float64 references; and two cases of the padding check per entry.
+ * catalog entry, against the float64 references (on webgpu also with each flash strategy: one
+ * row per invocation, tiled, tiled with staged tiles); and two cases of the padding check per entry.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-webgl';
@@ -16,6 +17,8 @@ import { makeInputs, runCase } from '../harness.js';
 import { maxAbsDiff, referenceDense, referenceWeighted, seededTensor, toHost } from '../reference.js';
 import { specs } from '../specs/index.js';
 import { poisonCheck } from '../poison.js';
+import { setTileStaging } from '../../kernels/flash/plan.js';
+import type { KernelStrategy } from '../../src/core/types.js';
 
 /**
  * Every catalog entry: two sampled cases of the padding check (non-finite values past keyLength
@@ -50,11 +53,15 @@ async function paddingProblems(): Promise<Record<string, string | null>> {
   return out;
 }
 
-/** Every catalog entry: a few of its conformance cases against its float64 reference. */
-async function catalogErrors(): Promise<Record<string, number | string>> {
+/**
+ * Every catalog entry: a few of its conformance cases against its float64 reference, on the
+ * path 'auto' picks, or (webgpu) on the fused kernel with one strategy.
+ */
+async function catalogErrors(kernelStrategy?: KernelStrategy): Promise<Record<string, number | string>> {
   const out: Record<string, number | string> = {};
   for (const entry of catalog) {
     const spec = specs[entry.id];
+    if (kernelStrategy && !spec.fused) continue;
     let worst = 0;
     try {
       for (const c of fc.sample(spec.cases, { seed: 7, numRuns: 3 })) {
@@ -62,7 +69,7 @@ async function catalogErrors(): Promise<Record<string, number | string>> {
         const x = makeInputs(c);
         try {
           const [qh, kh, vh] = await Promise.all([toHost(x.q), toHost(x.k), toHost(x.v)]);
-          const got = await runCase(attn, x, c);
+          const got = await runCase(attn, x, c, kernelStrategy ? 'kernel' : 'auto', kernelStrategy);
           worst = Math.max(worst, maxAbsDiff(got.data, spec.reference(qh, kh, vh, c).data));
         } finally {
           x.dispose();
@@ -94,9 +101,22 @@ async function check() {
   );
   const leaked = tf.memory().numTensors - before - 2;
   [q, k, v].forEach((t) => t.dispose());
+  const kernel = kernelAvailable();
+  const strategies: Record<string, Record<string, number | string>> = {};
+  if (kernel) {
+    strategies.rows = await catalogErrors('rows');
+    strategies.tiled = await catalogErrors('tiled');
+    setTileStaging(true);
+    try {
+      strategies.tiledStaged = await catalogErrors('tiled');
+    } finally {
+      setTileStaging(null);
+    }
+  }
   return {
-    path: kernelAvailable() ? 'kernel' : 'composite',
+    path: kernel ? 'kernel' : 'composite',
     catalog: await catalogErrors(),
+    strategies,
     padding: await paddingProblems(),
     denseErr: maxAbsDiff(dense.data, wantDense.data),
     localErr: maxAbsDiff(local.data, wantLocal.data),

@@ -205,7 +205,7 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
     this.lifetime.check(this.id);
-    const { dims, implementation, keyLength } = validateCall(q, k, v, options);
+    const { dims, implementation, keyLength, kernelStrategy } = validateCall(q, k, v, options);
     this.checkHeads(dims);
     const scale = this.config.scale ?? 1 / Math.sqrt(dims.d);
     const recording = (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
@@ -215,7 +215,7 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
     const path = recording ? 'composite' : resolveImplementation(implementation);
     if (path === 'kernel') {
       const layout = this.bandLayout(dims.n, dims.m);
-      const plan = planFor(dims, { layout, rule: this.rule(null) });
+      const plan = planFor(dims, { layout, rule: this.rule(null), strategy: kernelStrategy });
       const params = this.paramsTensor();
       try {
         return runFlash(q, k, v, dims, { causal: this.config.causal, scale, keyLength, layout, rule: this.rule(params) }, plan);

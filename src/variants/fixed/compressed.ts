@@ -242,14 +242,14 @@ export class CompressedAttention implements Attention<Resolved> {
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
     this.lifetime.check(this.id);
-    const { dims, implementation, keyLength: given } = validateCall(q, k, v, options);
+    const { dims, implementation, keyLength: given, kernelStrategy } = validateCall(q, k, v, options);
     if (this.config.mode === 'conv') this.kernelsFor(dims.d, dims.dv);
     const C = Math.ceil(dims.m / this.config.stride);
     const inner: Dims = { ...dims, m: C };
     const spec = this.spec(dims.n, dims.m, dims.heads);
     const scale = this.config.scale ?? 1 / Math.sqrt(dims.d);
     // Everything is checked and planned before the reduction dispatches anything.
-    const attend = prepareBlockSparse(inner, { causal: false, scale, keyLength: given ? new Array(dims.batch).fill(C) : null }, spec, implementation);
+    const attend = prepareBlockSparse(inner, { causal: false, scale, keyLength: given ? new Array(dims.batch).fill(C) : null, strategy: kernelStrategy }, spec, implementation);
     if (resolveImplementation(implementation) === 'composite') {
       // The whole composite (reduction + attention) against the host-memory budget: memoryBytes' own bound.
       const { batch, heads, kvHeads, n, m, d, dv } = dims;

@@ -123,12 +123,12 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
    */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D {
     this.lifetime.check(this.id);
-    const { dims, implementation, keyLength } = validateCall(q, k, v, options);
+    const { dims, implementation, keyLength, kernelStrategy } = validateCall(q, k, v, options);
     const { maxLength, k: kp } = this.config;
     this.checkLength(dims.m);
     const projDims = { ...dims, m: kp };
     // Everything that can refuse the call does so before the projection is dispatched.
-    if (resolveImplementation(implementation) === 'kernel') planFlash(projDims, activeKernelLimits());
+    if (resolveImplementation(implementation) === 'kernel') planFlash(projDims, activeKernelLimits(), { strategy: kernelStrategy });
     else {
       checkDenseCompositeFits(projDims);
       // The whole composite (projection + dense attention over k keys) against the host-memory budget: memoryBytes' own bound.
@@ -152,7 +152,7 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
       return [project(eCols, k, dims.d), project(f === e ? eCols : cols(f), v, dims.dv)];
     });
     try {
-      return attendDense(q, kProj, vProj, projDims, { causal: false, scale: this.config.scale ?? 1 / Math.sqrt(dims.d), keyLength: null }, implementation);
+      return attendDense(q, kProj, vProj, projDims, { causal: false, scale: this.config.scale ?? 1 / Math.sqrt(dims.d), keyLength: null, strategy: kernelStrategy }, implementation);
     } finally {
       kProj.dispose();
       vProj.dispose();
