@@ -9,6 +9,16 @@
  *          --suites compile (not run by default): every entry's cold first call on webgpu, one child
  *          process per (entry, d), see bench/compile.ts; --compile-ds 32,64,128  --compile-timeout 120
  *          --compile-flag 10  --only
+ *          --suites browser (not run by default): one headless Chromium page (/usr/bin/chromium or
+ *          CHROMIUM_PATH; SwiftShader WebGPU and WebGL2), fused dense (kernelStrategy auto, rows,
+ *          tiled), local, causal linear, the composite on webgpu and webgl, and onnxruntime-web's
+ *          WebGPU MultiHeadAttention, round-robin interleaved, see bench/browser.ts;
+ *          --browser-ns 1024,2048,4096 (1 head)  --browser-mh-ns 1024 (--browser-mh-heads 8 heads; 'none': no
+ *          multi-head case)  --runs (default 5 for this suite)  --ort-threads 1  --ort-subgroups (keep
+ *          the adapter's 'subgroups' for onnxruntime-web; hidden by default, its flash attention is
+ *          wrong with SwiftShader's 4-wide subgroups)
+ *          --suites strategies (not run by default): the flash kernel's 'rows' and 'tiled' strategies per
+ *          entry on webgpu and what 'auto' picks, see bench/strategies.ts; --strategy-ns 1024,4096
  *          --out bench/results (where the tables go)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -17,6 +27,8 @@ import { benchDense, denseTable } from './dense.js';
 import { benchPatterns, patternsTable } from './patterns.js';
 import { benchKernelized, kernelizedTable } from './kernelized.js';
 import { benchCompile, compileTable, COMPILE_PROBLEM } from './compile.js';
+import { benchStrategies, strategiesTable } from './strategies.js';
+import { benchBrowser, browserHeader, browserTable } from './browser.js';
 
 const a = args();
 const runs = Number(a.runs ?? 3);
@@ -64,6 +76,19 @@ if (suites.includes('kernelized')) {
   console.log(`\n${md}\nwritten: ${out}/kernelized.md, ${out}/kernelized.json`);
 }
 
+if (suites.includes('strategies')) {
+  const sNs = (a['strategy-ns'] ?? '1024,4096').split(',').map(Number);
+  const rows = await benchStrategies({ ns: sNs, runs });
+  const md =
+    `## The flash kernel's strategies on webgpu (batch 1, d = dv = 64, best of two interleaved medians of ${runs})\n\n` +
+    "'tiled' stages K/V tiles in workgroup memory where the adapter suits it (not on CPU-backed adapters); the staged column forces it. " +
+    "'auto picks' is what `kernelStrategy: 'auto'` ran (kernels/flash/plan.ts `chooseStrategy`).\n\n" +
+    `${strategiesTable(rows)}\n`;
+  writeFileSync(`${out}/strategies.md`, md);
+  writeFileSync(`${out}/strategies.json`, JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
+  console.log(`\n${md}\nwritten: ${out}/strategies.md, ${out}/strategies.json`);
+}
+
 if (suites.includes('compile')) {
   const ds = (a['compile-ds'] ?? '32,64,128').split(',').map(Number);
   const timeoutS = Number(a['compile-timeout'] ?? 120);
@@ -80,4 +105,24 @@ if (suites.includes('compile')) {
   writeFileSync(`${out}/compile.md`, md);
   writeFileSync(`${out}/compile.json`, JSON.stringify({ date: new Date().toISOString(), detail, problem: COMPILE_PROBLEM, ds, timeoutS, flagS, rows }, null, 2));
   console.log(`\n${md}\nwritten: ${out}/compile.md, ${out}/compile.json`);
+}
+
+if (suites.includes('browser')) {
+  const list = (v: string | undefined, dflt: string) => ((v ?? dflt) === 'none' ? [] : (v ?? dflt).split(',').map(Number));
+  const bRuns = Number(a.runs ?? 5);
+  const b = await benchBrowser({
+    ns: list(a['browser-ns'], '1024,2048,4096'),
+    mhNs: list(a['browser-mh-ns'], '1024'),
+    mhHeads: Number(a['browser-mh-heads'] ?? 8),
+    runs: bRuns,
+    ortThreads: Number(a['ort-threads'] ?? 1),
+    ortSubgroups: a['ort-subgroups'] === 'true',
+    window: 128,
+  });
+  const md =
+    `## In the browser: attention-catalog vs tfjs composites vs onnxruntime-web (median of ${bRuns})\n\n` +
+    `${browserHeader(b)}\n\n${browserTable(b.rows)}\n`;
+  writeFileSync(`${out}/browser.md`, md);
+  writeFileSync(`${out}/browser.json`, JSON.stringify({ date: new Date().toISOString(), ...b }, null, 2));
+  console.log(`\n${md}\nwritten: ${out}/browser.md, ${out}/browser.json`);
 }
