@@ -14,6 +14,7 @@ import { denseAttention } from '../src/variants/baseline/dense.js';
 import { chooseStrategy, planFlash, setTileStaging, tileFor } from '../kernels/flash/plan.js';
 import { flashDispatches } from '../kernels/flash/kernel.js';
 import { LLVMPIPE_LOOP_CAP } from '../kernels/shared/limits.js';
+import { add, and, keyIn, keyLattice, or, P, param, stridesKeys, sub } from '../kernels/flash/rule.js';
 import { hasWebGPU, setupBackends, useBackend } from './backends.js';
 import { RUNS, countDispatches, describeCase, makeInputs, runCase } from './harness.js';
 import { maxAbsDiff, toHost } from './reference.js';
@@ -72,13 +73,19 @@ describe('strategy plan', () => {
     );
   });
 
-  it("'auto' runs the tiled strategy, except where a strided rule or fewer than 16 query rows make one row per invocation faster", () => {
+  it("'auto' runs the tiled strategy, except where a pure lattice or fewer than 16 query rows make one row per invocation faster", () => {
     const tile = tileFor(64, 64, limits);
     expect(tile).not.toBeNull();
     expect(chooseStrategy(tile, { n: 1024, strides: false })).toBe('tiled');
     expect(chooseStrategy(tile, { n: 1024, strides: true })).toBe('rows');
     expect(chooseStrategy(tile, { n: 8, strides: false })).toBe('rows');
     expect(chooseStrategy(null, { n: 1024, strides: false })).toBe('rows');
+    // Pure lattices (every allowed key on one) are strided; a lattice or'ed with a band is not.
+    const lattice = keyLattice(P, param('t'));
+    expect(stridesKeys(lattice)).toBe(true);
+    expect(stridesKeys(and(keyIn(sub(P, param('w')), add(P, param('w'))), lattice))).toBe(true);
+    expect(stridesKeys(or(keyIn(sub(P, param('w')), P), lattice))).toBe(false);
+    expect(stridesKeys(keyIn(sub(P, param('w')), P))).toBe(false);
   });
 
   it('stages tiles in workgroup memory on GPUs, not on CPU-backed adapters', () => {

@@ -180,7 +180,7 @@ export interface ElementRule {
   seeks?: boolean;
   /** Whether `ruleSeek` lands only on allowed keys of weight 1: the kernel then skips `ruleWeight` after a seek. Default false. */
   exactSeek?: boolean;
-  /** Whether the allowed keys step over keys by a stride (lattices): it steers `kernelStrategy: 'auto'`. Default false. */
+  /** Whether every allowed key lies on a stride's lattice (strided, dilated): it steers `kernelStrategy: 'auto'`. Default false. */
   strides?: boolean;
   /** Whether `wgsl` defines `fn ruleInit(p : i32, h : i32)`, which the kernel calls once per query row before any key. Default false. */
   init?: boolean;

@@ -181,12 +181,24 @@ export function readsKey(x: Node): boolean {
 }
 
 /**
- * Whether the condition has a key set that steps over keys by a stride (`keyLattice`,
- * `keyResidue`): a row's allowed keys are then spread thin, and rows next to each other
- * allow different ones.
+ * Whether every key the condition allows lies on a stride's lattice (`keyLattice`,
+ * `keyResidue`): an `or` whose every branch does, or an `and` with one branch that does. A
+ * row's keys are then spread thin, and rows next to each other allow disjoint ones (strided,
+ * dilated); a pattern that also allows a band or shared keys (axial, Sparse Transformer,
+ * Longformer) is not such a lattice.
  */
 export function stridesKeys(x: Node): boolean {
-  return x.op === 'keyLattice' || x.op === 'keyResidue' || children(x).some(stridesKeys);
+  switch (x.op) {
+    case 'keyLattice':
+    case 'keyResidue':
+      return true;
+    case 'or':
+      return x.args.every(stridesKeys);
+    case 'and':
+      return x.args.some(stridesKeys);
+    default:
+      return false;
+  }
 }
 
 /** Whether the expression differs by head (reads `h` or a head parameter). */
@@ -846,7 +858,7 @@ export interface CompiledRule {
   readonly perHead: boolean;
   /** Whether `ruleSeek` lands only on allowed keys of weight 1 (see {@link seeksExactly}). */
   readonly exactSeek: boolean;
-  /** Whether the allowed set steps over keys by a stride (see {@link stridesKeys}). */
+  /** Whether every allowed key lies on a stride's lattice (see {@link stridesKeys}). */
   readonly strides: boolean;
 }
 
