@@ -10,17 +10,15 @@
  * headers when onnxruntime-web gets more than one thread), launches Chromium with
  * playwright-core (the flags of test/browser.test.ts) and calls `runBrowserBench` in the page.
  */
-import { build } from 'esbuild';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, extname, join, resolve } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { bundleForBrowser, CHROMIUM, launchChromium } from '../test/browser/chromium.js';
 import { IMPLS, type BrowserBenchOptions, type BrowserResult, type BrowserRow, type PairedRatio } from './browser_shared.js';
 
 export type { BrowserRow, BrowserResult } from './browser_shared.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 /** What {@link benchBrowser} measured, and where. */
 export interface BrowserBench extends Omit<BrowserResult, 'rows'> {
@@ -38,19 +36,7 @@ export async function benchBrowser(
   if (!existsSync(CHROMIUM)) {
     throw new Error(`suite browser: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH to a Chromium binary)`);
   }
-  const bundle = await build({
-    entryPoints: [resolve(import.meta.dirname, 'browser_page.ts')],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    write: false,
-    logLevel: 'error',
-    // bench/common.ts reads process.argv in args() (never called in the page); a browser has no process object.
-    banner: { js: 'globalThis.process ??= { env: {}, versions: {}, argv: [] };' },
-    // The Node-only branch of initBackend imports the 'webgpu' package; never reached in a browser.
-    external: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-backend-wasm'],
-  });
-  const js = bundle.outputFiles[0].text;
+  const js = await bundleForBrowser(resolve(import.meta.dirname, 'browser_page.ts'));
   const ortDist = dirname(createRequire(import.meta.url).resolve('onnxruntime-web/webgpu'));
   const isolate = opts.ortThreads > 1;
   const html = '<!doctype html><meta charset="utf-8"><title>attention-catalog browser bench</title><script type="module" src="/bundle.js"></script>';
@@ -74,19 +60,7 @@ export async function benchBrowser(
   const url = `http://127.0.0.1:${port}/`;
   let browser: Browser | null = null;
   try {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--enable-unsafe-webgpu',
-        '--use-angle=swiftshader',
-        '--enable-features=Vulkan',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
     const browserVersion = browser.version();
     log(`browser: Chromium ${browserVersion} (${CHROMIUM})`);
     const page = await browser.newPage();

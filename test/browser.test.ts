@@ -4,14 +4,13 @@
  * context, which navigator.gpu needs). Without Chromium the suite fails when
  * REQUIRE_BROWSER=1 (CI sets it) and is reported as not run otherwise.
  */
-import { build } from 'esbuild';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { resolve } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { bundleForBrowser, CHROMIUM, launchChromium } from './browser/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const present = existsSync(CHROMIUM);
 if (!present && process.env.REQUIRE_BROWSER === '1') {
   throw new Error(`REQUIRE_BROWSER=1 but no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
@@ -24,19 +23,7 @@ describe.runIf(present)('headless Chromium', () => {
   let url = '';
 
   beforeAll(async () => {
-    const bundle = await build({
-      entryPoints: [resolve(import.meta.dirname, 'browser/entry.ts')],
-      bundle: true,
-      format: 'esm',
-      platform: 'browser',
-      write: false,
-      logLevel: 'error',
-      // The test helpers read process.env (FC_RUNS, …); a browser has no process object.
-      banner: { js: 'globalThis.process ??= { env: {}, versions: {} };' },
-      // The Node-only branch of initBackend imports the 'webgpu' package; never reached in a browser.
-      external: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-backend-wasm'],
-    });
-    const js = bundle.outputFiles[0].text;
+    const js = await bundleForBrowser(resolve(import.meta.dirname, 'browser/entry.ts'));
     const html = '<!doctype html><meta charset="utf-8"><script type="module" src="/bundle.js"></script>';
     server = createServer((req, res) => {
       if (req.url === '/bundle.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(js);
@@ -45,19 +32,7 @@ describe.runIf(present)('headless Chromium', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     const port = (server.address() as { port: number }).port;
     url = `http://127.0.0.1:${port}/`;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--enable-unsafe-webgpu',
-        '--use-angle=swiftshader',
-        '--enable-features=Vulkan',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
   }, 120_000);
 
   afterAll(async () => {

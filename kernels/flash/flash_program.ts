@@ -123,24 +123,8 @@ export class FlashAttentionProgram implements WebGPUProgram {
       ? `    // Block-sparse: visit only the key blocks the layout lists for this query block.
     let lh = min(h, uniforms.layoutHeads - 1);
     let rs = lh * (uniforms.numQBlocks + 1) + (row + uniforms.rowOffset) / uniforms.blockQ;
-    let e0 = rowStart[rs];
-    let e1 = rowStart[rs + 1];
-    // This split's share of the row's visited keys, counted along its runs.
-    var wLo = 0;
-    var wHi = 0;
-    if (e1 > e0) {
-      let total = entries[3 * (e1 - 1) + 2] + (entries[3 * (e1 - 1) + 1] >> 1) * uniforms.blockK;
-      let share = (total + uniforms.splits - 1) / uniforms.splits;
-      wLo = part * share;
-      wHi = wLo + share;
-    }
-    for (var ei = e0; ei < e1; ei = ei + 1) {
-      let r0 = entries[3 * ei] * uniforms.blockK;
-      let run = entries[3 * ei + 1];
-      let c0 = entries[3 * ei + 2];
-      let len = (run >> 1) * uniforms.blockK;
-      let j0 = r0 + clamp(wLo - c0, 0, len);
-      let j1 = min(r0 + clamp(wHi - c0, 0, len), kEnd);
+${layoutRunsHead()}
+      let j1 = min(jRun, kEnd);
 ${
   rule
     ? `      if ((run & 1) == 1) {
@@ -190,6 +174,33 @@ ${writeRow(dv4, split)}
   }
 `;
   }
+}
+
+/**
+ * The head of both flash programs' block-sparse loop, given `rs` (the query block's row in
+ * `rowStart`) and `part` (the split): this split's equal share `[wLo, wHi)` of the block's
+ * visited keys, counted along its runs, then the loop over its layout entries, each giving its
+ * run (`r0`, `run`: blocks·2 + full) and the share's keys in it, `[j0, jRun)`. The caller
+ * writes the loop's body and closes it.
+ */
+export function layoutRunsHead(): string {
+  return `    let e0 = rowStart[rs];
+    let e1 = rowStart[rs + 1];
+    var wLo = 0;
+    var wHi = 0;
+    if (e1 > e0) {
+      let total = entries[3 * (e1 - 1) + 2] + (entries[3 * (e1 - 1) + 1] >> 1) * uniforms.blockK;
+      let share = (total + uniforms.splits - 1) / uniforms.splits;
+      wLo = part * share;
+      wHi = wLo + share;
+    }
+    for (var ei = e0; ei < e1; ei = ei + 1) {
+      let r0 = entries[3 * ei] * uniforms.blockK;
+      let run = entries[3 * ei + 1];
+      let c0 = entries[3 * ei + 2];
+      let len = (run >> 1) * uniforms.blockK;
+      let j0 = r0 + clamp(wLo - c0, 0, len);
+      let jRun = r0 + clamp(wHi - c0, 0, len);`;
 }
 
 /** Options of {@link keyUpdate}. */

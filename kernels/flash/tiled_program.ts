@@ -36,7 +36,7 @@
 import type { WebGPUProgram } from '../shared/webgpu_types.js';
 import { unroll } from '../shared/wgsl.js';
 import { SEEK_END } from './rule.js';
-import { FlashAttentionProgram, ruleKeyPart, type FlashVariant } from './flash_program.js';
+import { FlashAttentionProgram, layoutRunsHead, ruleKeyPart, type FlashVariant } from './flash_program.js';
 
 /** Query rows each invocation holds (the lanes of a vec4). */
 export const ROWS_PER_INVOCATION = 4;
@@ -262,26 +262,9 @@ ${[0, 1, 2, 3].map((l) => `    if (rowLive[${l}]) { ${seekOne(l)} best = min(bes
     const loops = sparse
       ? `    let lh = min(h, uniforms.layoutHeads - 1);
     let rs = lh * (uniforms.numQBlocks + 1) + qb;
-    let e0 = rowStart[rs];
-    let e1 = rowStart[rs + 1];
-    // This split's share of the block's visited keys, counted along its runs.
-    var wLo = 0;
-    var wHi = 0;
-    if (e1 > e0) {
-      let total = entries[3 * (e1 - 1) + 2] + (entries[3 * (e1 - 1) + 1] >> 1) * uniforms.blockK;
-      let share = (total + uniforms.splits - 1) / uniforms.splits;
-      wLo = part * share;
-      wHi = wLo + share;
-    }
-    for (var ei = e0; ei < e1; ei = ei + 1) {
-      let r0 = entries[3 * ei] * uniforms.blockK;
-      let run = entries[3 * ei + 1];
-      let c0 = entries[3 * ei + 2];
-      let len = (run >> 1) * uniforms.blockK;
-      let j0 = r0 + clamp(wLo - c0, 0, len);
-      let j1 = r0 + clamp(wHi - c0, 0, len);
-      let gEnd = min(j1, groupEnd);
-      let jEnd = min(j1, kEndMax);
+${layoutRunsHead()}
+      let gEnd = min(jRun, groupEnd);
+      let jEnd = min(jRun, kEndMax);
       // A full run skips the rule.
       let ruled = ${rule ? '(run & 1) == 0' : 'false'};
 ${this.range('      ', 'j0', 'gEnd', 'jEnd')}
