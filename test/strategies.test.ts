@@ -1,8 +1,8 @@
 /**
  * The flash kernel's two strategies ('rows': one invocation per query row; 'tiled': a
  * workgroup per block of query rows, four rows per invocation, K/V tiles staged in workgroup
- * memory or read directly): both equal the float64 reference and each other for every catalog
- * entry that runs on the flash kernel, with the tiles staged and not; 'auto' follows the
+ * memory or read directly): both equal the float64 reference, the composite and each other for
+ * every catalog entry that runs on the flash kernel, with the tiles staged and not; 'auto' follows the
  * documented rule; plans stay under the loop cap; an explicit 'tiled' that the device cannot
  * run throws before any dispatch.
  */
@@ -107,7 +107,7 @@ describe.runIf(hasWebGPU())('webgpu: both strategies', () => {
   for (const entry of catalog) {
     const spec = specs[entry.id];
     if (!spec?.fused) continue;
-    it(`${entry.id}: rows == tiled (staged and not) == float64 reference`, async () => {
+    it(`${entry.id}: rows == tiled (staged and not) == composite == float64 reference`, async () => {
       let usesFlash = false;
       await fc.assert(
         fc.asyncProperty(spec.cases, async (c) => {
@@ -125,6 +125,7 @@ describe.runIf(hasWebGPU())('webgpu: both strategies', () => {
             const staged = await runCase(attn, x, c, 'kernel', 'tiled');
             setTileStaging(null);
             const after = flashDispatches();
+            const composite = await runCase(attn, x, c, 'composite');
             // Entries on the flash kernel ran each program as asked (others ignore the option).
             if (mid.rows > before.rows) {
               usesFlash = true;
@@ -135,6 +136,8 @@ describe.runIf(hasWebGPU())('webgpu: both strategies', () => {
               expect(maxAbsDiff(got.data, want.data), `${name}: ${describeCase(c)}`).toBeLessThan(TOL);
             }
             expect(maxAbsDiff(rows.data, direct.data), describeCase(c)).toBeLessThan(TOL);
+            // kernel == composite, per strategy.
+            for (const got of [rows, direct, staged]) expect(maxAbsDiff(got.data, composite.data), describeCase(c)).toBeLessThan(TOL);
           } finally {
             x.dispose();
             attn.dispose();
