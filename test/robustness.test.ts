@@ -26,6 +26,8 @@ import { setupBackends, useBackend, withGpuErrorScope } from './backends.js';
 import { RUNS, countDispatches, describeCase, makeInputs } from './harness.js';
 import { maxAbsDiff, seededTensor } from './reference.js';
 import { specs } from './specs/index.js';
+import { matMulBT } from '../kernels/shared/matmul.js';
+import { performerAttention } from '../src/variants/kernelized/performer.js';
 import type { Case } from './specs/types.js';
 
 const backends = await setupBackends();
@@ -238,6 +240,46 @@ describe('host-memory budget setting', () => {
 describe.each(backends)('backend %s', (backend) => {
   beforeAll(async () => {
     await useBackend(backend);
+  });
+
+  it("a · bᵀ with long inner dims equals the float64 product (tfjs-backend-webgpu's split-K matMul is wrong with transposeB)", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(16, 32, 64), fc.constantFrom(16, 64), fc.constantFrom(1024, 2048, 4096), fc.integer({ min: 1, max: 1e6 }), async (M, N, K, seed) => {
+        const a = seededTensor([1, 1, M, K], seed);
+        const b = seededTensor([1, 1, N, K], seed + 1);
+        const [ah, bh] = [(await a.data()) as Float32Array, (await b.data()) as Float32Array];
+        const got = matMulBT(a, b);
+        const g = (await got.data()) as Float32Array;
+        let worst = 0;
+        for (let i = 0; i < M; i++)
+          for (let j = 0; j < N; j++) {
+            let dot = 0;
+            for (let t = 0; t < K; t++) dot += ah[i * K + t] * bh[j * K + t];
+            worst = Math.max(worst, Math.abs(g[i * N + j] - dot) / Math.sqrt(K));
+          }
+        tf.dispose([a, b, got]);
+        expect(worst, `M ${M} N ${N} K ${K}`).toBeLessThan(1e-4);
+      }),
+      { numRuns: Math.max(4, Math.floor(RUNS / 2)) },
+    );
+  });
+
+  if (backend === 'webgpu') it('the causal performer composite with 2048 features equals the fused kernel', async () => {
+    const x = makeInputs({ config: {}, batch: 1, heads: 2, kvHeads: 1, n: 70, m: 70, d: 16, dv: 8, keyLength: [61], seed: 9 });
+    const attn = performerAttention({ features: 2048, causal: true, seed: 4 });
+    try {
+      const [a, b] = await withGpuErrorScope(async () => {
+        const k = attn.apply(x.q, x.k, x.v, { implementation: 'kernel', keyLength: [61] });
+        const c = attn.apply(x.q, x.k, x.v, { implementation: 'composite', keyLength: [61] });
+        const out = [(await k.data()) as Float32Array, (await c.data()) as Float32Array];
+        tf.dispose([k, c]);
+        return out;
+      });
+      expect(maxAbsDiff(a, b)).toBeLessThan(2e-5);
+    } finally {
+      x.dispose();
+      attn.dispose();
+    }
   });
 
   it('a dense composite needing 64 GiB of scores throws AttentionError (not RangeError), before any dispatch', () => {

@@ -19,6 +19,7 @@
 import { finiteKV, finiteKVBytes } from '../shared/finite.js';
 import { DISALLOWED_SCORE } from '../shared/masking.js';
 import * as tf from '@tensorflow/tfjs-core';
+import { matMulBT } from '../shared/matmul.js';
 import type { Dims } from '../../src/core/types.js';
 
 /** Options of {@link bandComposite}. */
@@ -143,7 +144,7 @@ function forwardBlocks(q: tf.Tensor4D, kIn: tf.Tensor4D, vIn: tf.Tensor4D, dims:
   const kw = tf.reshape(tf.gather(k, gidx, 2), [batch, kvHeads, g.nQB, g.Lw, d]);
   const vw = tf.reshape(tf.gather(v, gidx, 2), [batch, kvHeads, g.nQB, g.Lw, dv]);
   const penalty = (t: tf.Tensor) => tf.mul(tf.sub(tf.step(t), 1), -DISALLOWED_SCORE);
-  const sm = tf.add(tf.add(tf.matMul(qb, kw, false, true), penalty(wh)), penalty(valid));
+  const sm = tf.add(tf.add(matMulBT(qb, kw), penalty(wh)), penalty(valid));
   const e = tf.exp(tf.sub(sm, tf.max(sm, -1, true)));
   const we = tf.mul(tf.mul(e, wh), valid);
   const sum = tf.sum(we, -1, true);
@@ -203,7 +204,7 @@ export function bandCompositeWithGrad(theta: tf.Tensor, q: tf.Tensor4D, k: tf.Te
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [th2, p, eOverD, o, qb, kw, vw, valid2] = saved;
         const dO = toBlocks(dy, dims, g);
-        const dP = tf.matMul(dO, vw, false, true);
+        const dP = matMulBT(dO, vw);
         const delta = tf.sum(tf.mul(dO, o), -1, true);
         const dPd = tf.sub(dP, delta);
         const dS = tf.mul(p, dPd);

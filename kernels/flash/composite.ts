@@ -12,6 +12,7 @@
 import { DISALLOWED_SCORE } from '../shared/masking.js';
 import { finiteKV, finiteKVBytes, poisonRows } from '../shared/finite.js';
 import * as tf from '@tensorflow/tfjs-core';
+import { matMulBT } from '../shared/matmul.js';
 import type { Dims } from '../../src/core/types.js';
 
 /** Options of {@link denseComposite}. */
@@ -64,7 +65,7 @@ export function denseComposite(q: tf.Tensor4D, kIn: tf.Tensor4D, vIn: tf.Tensor4
   const { k, v, poison } = finiteKV(kIn, vIn) as { k: tf.Tensor4D; v: tf.Tensor4D; poison: tf.Tensor };
   const mask = denseMask(dims, opts.causal, opts.keyLength);
   const qs = tf.tidy(() => tf.reshape(tf.mul(q, tf.scalar(opts.scale)), [batch, kvHeads, group * n, d]));
-  let s: tf.Tensor = step(qs, (x) => tf.matMul(x as tf.Tensor4D, k, false, true)); // [b, kvH, g·n, m]
+  let s: tf.Tensor = step(qs, (x) => matMulBT(x as tf.Tensor4D, k)); // [b, kvH, g·n, m]
   k.dispose();
   s = step(s, (x) => tf.reshape(x, [batch, heads, n, m])); // head h = kvh·group + g
   if (mask) {

@@ -21,6 +21,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { matMulBT } from '../shared/matmul.js';
 import type { Dims } from '../../src/core/types.js';
 import type { GatherPart } from './parts.js';
 import { DISALLOWED_SCORE } from '../shared/masking.js';
@@ -204,7 +205,7 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, poison: Val, kl: Val | null,
   }
 
   // 3. Scores, bias (rule, causal, padding; keyLength), softmax.
-  const s = ex.op([B * KHp * NG, Gp * G, V], () => tf.matMul(qm.t!, km.t!, false, true));
+  const s = ex.op([B * KHp * NG, Gp * G, V], () => matMulBT(qm.t!, km.t!));
   ex.free(qm, km);
   const s6 = ex.reshape(s, [B, KHp, NG, Gp, G, V]);
   const bias0 = ex.upload(part.bias, [1, LH, NG, 1, G, V], 'float32');

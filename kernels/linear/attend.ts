@@ -5,6 +5,7 @@
  * @module
  */
 import { finiteKVBytes } from '../shared/finite.js';
+import { WEBGPU_SPLIT_K_INNER } from '../shared/matmul.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../src/core/backend.js';
 import { resolveImplementation } from '../../src/core/dispatch.js';
@@ -101,9 +102,11 @@ export function linearCompositeBytes(dims: Dims, kind: FeatureKind, features: nu
     const gc = bk * group * c;
     const kc = bk * c;
     const masks = group * c * c * (1 + batch);
-    const chunk = exp
+    // matMulBT's explicit transpose of the chunk's key features on webgpu, from 2000 features.
+    const transposed = deferred && F >= WEBGPU_SPLIT_K_INNER ? kc * F : 0;
+    const chunk = transposed + (exp
       ? gc * (6 * F + 8 * c + 8) + readRows(gc) + kc * (7 * F + dv + 2) + masks
-      : gc * (F + 2 * c + 2) + readRows(gc) + kc * (3 * F + dv + 2) + masks + 3 * state;
+      : gc * (F + 2 * c + 2) + readRows(gc) + kc * (3 * F + dv + 2) + masks + 3 * state);
     const prefix = qStart > 0 ? bk * qStart * (F + dv + 1) + absorbRows(bk * qStart) + kRows * F : 0;
     const tails = bk * rows * (F + dv + 1);
     floats = valid + kRows * F + temps(kRows, qa) + prefix + tails + qa * (F + dv) + (n > m ? qRows * d : 0) + 3 * state + chunkCopies * chunk;

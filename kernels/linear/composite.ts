@@ -19,6 +19,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { matMulBT } from '../shared/matmul.js';
 import type { Dims } from '../../src/core/types.js';
 import { NO_KEY, type FeatureOps } from './feature_maps.js';
 import { finiteKV } from '../shared/finite.js';
@@ -123,7 +124,7 @@ export function causalChunks(
       if (!exp) {
         const r = readState(fqc, st, false);
         const psi = kv ? tf.mul(fkc, kv) : fkc;
-        const wIntra = tf.mul(tf.matMul(fqc as tf.Tensor4D, psi as tf.Tensor4D, false, true), allowed);
+        const wIntra = tf.mul(matMulBT(fqc as tf.Tensor4D, psi as tf.Tensor4D), allowed);
         num = tf.add(r.num, tf.matMul(wIntra as tf.Tensor4D, vc as tf.Tensor4D));
         den = tf.add(r.den, tf.sum(wIntra, -1, true));
       } else {
@@ -131,7 +132,7 @@ export function causalChunks(
         // factors (each at most 1), so the bound A_i can include exactly the keys row i may see.
         const alpha = tf.max(fqc, -1, true);
         const lambda = tf.max(fkc, -1, true);
-        const mm = tf.matMul(tf.exp(tf.sub(fqc, alpha)) as tf.Tensor4D, tf.exp(tf.sub(fkc, lambda)) as tf.Tensor4D, false, true);
+        const mm = matMulBT(tf.exp(tf.sub(fqc, alpha)) as tf.Tensor4D, tf.exp(tf.sub(fkc, lambda)) as tf.Tensor4D);
         const ell = tf.add(tf.add(tf.log(mm), alpha), tf.transpose(lambda, [0, 1, 3, 2]));
         const ellMasked = tf.add(ell, tf.mul(tf.sub(allowed, 1), -NO_KEY));
         const aInter = tf.max(tf.add(fqc, st.r!), -1, true);
