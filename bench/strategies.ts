@@ -10,7 +10,7 @@ import { catalogEntry } from '../src/index.js';
 import type { Attention, KernelStrategy } from '../src/core/types.js';
 import { denseAttention } from '../src/variants/baseline/dense.js';
 import { setTileStaging } from '../kernels/flash/plan.js';
-import { lastFlashStrategy } from '../kernels/flash/kernel.js';
+import { flashDispatches } from '../kernels/flash/kernel.js';
 import { makeQKV, medianMs, startBackends } from './common.js';
 import { PATTERN_CONFIGS } from './patterns.js';
 
@@ -68,10 +68,12 @@ export async function benchStrategies(opts: { ns: number[]; runs: number }, log 
       t.staged.push(await medianMs(run('tiled'), opts.runs));
       setTileStaging(null);
     }
+    const before = flashDispatches();
     const o = run('auto')();
     await o.data();
     o.dispose();
-    const auto = lastFlashStrategy() ?? '?';
+    const after = flashDispatches();
+    const auto = after.tiled > before.tiled ? 'tiled' : after.rows > before.rows ? 'rows' : '?';
     x.dispose();
     attn.dispose();
     const best = (a: number[]) => Math.min(...a);

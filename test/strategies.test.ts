@@ -7,6 +7,7 @@
  * run throws before any dispatch.
  */
 import fc from 'fast-check';
+import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { catalog } from '../src/index.js';
 import { AttentionError } from '../src/core/errors.js';
@@ -151,7 +152,6 @@ describe.runIf(hasWebGPU())('webgpu: both strategies', () => {
   }
 
   it("an explicit 'tiled' that the device cannot run throws AttentionError before any dispatch", async () => {
-    const tf = await import('@tensorflow/tfjs-core');
     const q = tf.zeros([1, 1, 8, 4096]) as never;
     const attn = denseAttention();
     let thrown: unknown = null;

@@ -165,12 +165,12 @@ ${this.keyBody('      ', !!rule && !(rule.seeks && rule.exactSeek))}
     let qBase = (bh * uniforms.n + row) * ${d4};
 ${unroll(d4, (t) => `    let q${t} = q[qBase + ${t}] * uniforms.scale;`)}
 ${unroll(dv4, (t) => `    var acc${t} = vec4<f32>(0.0);`)}
-    var rowMax = -3.0e38;
+    var rowMax = ${ROW_MAX_START};
     var rowSum = 0.0;
     let kvBase = (b * uniforms.kvHeads + kvh) * uniforms.m;
     ${rule?.init ? 'ruleInit(p, h);' : ''}
 ${loops}
-${writeRow(dv4, split)}
+${writeRow(dv4, split, '    ', { row: 'row', acc: (t) => `acc${t}`, max: 'rowMax', sum: 'rowSum' })}
   }
 `;
   }
@@ -243,22 +243,35 @@ export function keyUpdate(o: KeyUpdateOptions): string {
   return [`${indent}let w = ruleWeight(p, j, h);`, `${indent}if (w > 0.0) {`, ...body.map((l) => `${indent}  ${l}`), `${indent}}`].join('\n');
 }
 
+/** One query row's online-softmax state, as WGSL expressions (see {@link writeRow}). */
+export interface RowState {
+  /** The row's index in `[0, n)`. */
+  row: string;
+  /** Vec4 `t` of the unnormalized accumulator. */
+  acc: (t: number) => string;
+  max: string;
+  sum: string;
+}
+
+/** The running max's start, below any real score. */
+export const ROW_MAX_START = '-3.0e38';
+
 /**
  * The end of both flash programs: with one split the normalized row (a query with no allowed
  * key outputs zeros, never NaN); with several the unnormalized partial row and `(rowMax, rowSum)`.
  */
-export function writeRow(dv4: number, split: boolean, indent = '    '): string {
+export function writeRow(dv4: number, split: boolean, indent: string, st: RowState): string {
   const lines = split
     ? [
-        `let ob = ((bh * uniforms.splits + part) * uniforms.n + row) * ${dv4 + 1};`,
-        ...Array.from({ length: dv4 }, (_, t) => `result[ob + ${t}] = acc${t};`),
-        `result[ob + ${dv4}] = vec4<f32>(rowMax, rowSum, 0.0, 0.0);`,
+        `let ob = ((bh * uniforms.splits + part) * uniforms.n + ${st.row}) * ${dv4 + 1};`,
+        ...Array.from({ length: dv4 }, (_, t) => `result[ob + ${t}] = ${st.acc(t)};`),
+        `result[ob + ${dv4}] = vec4<f32>(${st.max}, ${st.sum}, 0.0, 0.0);`,
       ]
     : [
         'var inv = 0.0;',
-        'if (rowSum > 0.0) { inv = 1.0 / rowSum; }',
-        `let ob = (bh * uniforms.n + row) * ${dv4};`,
-        ...Array.from({ length: dv4 }, (_, t) => `result[ob + ${t}] = acc${t} * inv;`),
+        `if (${st.sum} > 0.0) { inv = 1.0 / ${st.sum}; }`,
+        `let ob = (bh * uniforms.n + ${st.row}) * ${dv4};`,
+        ...Array.from({ length: dv4 }, (_, t) => `result[ob + ${t}] = ${st.acc(t)} * inv;`),
       ];
   return lines.map((l) => indent + l).join('\n');
 }
@@ -306,7 +319,7 @@ export class MergeProgram implements WebGPUProgram {
     let row = i32(globalId.x);
     let bh = i32(globalId.y);
     if (row >= uniforms.n) { return; }
-    var gMax = -3.0e38;
+    var gMax = ${ROW_MAX_START};
     for (var s = 0; s < uniforms.splits; s = s + 1) {
       let st = partial[((bh * uniforms.splits + s) * uniforms.n + row) * ${stride} + ${dv4}];
       if (st.y > 0.0) { gMax = max(gMax, st.x); }

@@ -105,15 +105,9 @@ export function planFor(dims: Dims, opts: Pick<FlashOptions, 'layout' | 'rule' |
   });
 }
 
-let lastStrategy: 'rows' | 'tiled' | null = null;
 const dispatched = { rows: 0, tiled: 0 };
 
-/** The strategy of the last fused flash dispatch (for tests and the bench), or null before any. */
-export function lastFlashStrategy(): 'rows' | 'tiled' | null {
-  return lastStrategy;
-}
-
-/** Fused flash dispatches so far, per strategy (for tests: which program a call ran). */
+/** Fused flash dispatches so far, per strategy (for tests and the bench: which program a call ran). */
 export function flashDispatches(): { rows: number; tiled: number } {
   return { ...dispatched };
 }
@@ -156,8 +150,7 @@ export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: D
       queryGroups: plan.queryGroups,
     };
     registerOnce(flashKernelConfig);
-    lastStrategy = plan.tile ? 'tiled' : 'rows';
-    dispatched[lastStrategy]++;
+    dispatched[plan.tile ? 'tiled' : 'rows']++;
     const out = tf.engine().runKernel(FLASH_KERNEL, inputs, attrs as unknown as NamedAttrMap) as tf.Tensor4D;
     return plan.dvPad === dims.dv ? out : tf.slice(out, [0, 0, 0, 0], [-1, -1, -1, dims.dv]);
   });

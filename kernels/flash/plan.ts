@@ -6,8 +6,7 @@
  * @module
  */
 import { AttentionError } from '../../src/core/errors.js';
-import type { Dims } from '../../src/core/types.js';
-import type { KernelStrategy } from '../../src/core/types.js';
+import type { Dims, KernelStrategy } from '../../src/core/types.js';
 import { checkBinding, checkBindingCount, checkIOLimits, LOOP_BUDGET, maxBindingBytes, type KernelLimits } from '../shared/limits.js';
 import { ROWS_PER_INVOCATION, tileLoadTrips, type TileShape } from './tiled_program.js';
 
@@ -85,8 +84,8 @@ export function setTileStaging(stage: boolean | null): void {
 
 /**
  * The tile the tiled strategy would use on this device, or null where it cannot: `rows` query
- * rows per workgroup (64, or the query block rounded up to a multiple of 4 when smaller, so a
- * workgroup never straddles two blocks), as many keys per tile as workgroup memory holds for K
+ * rows per workgroup (64; staged, the query block rounded up to a multiple of 4 when smaller, so
+ * a staged workgroup never straddles two blocks), as many keys per tile as workgroup memory holds for K
  * and V (at most {@link MAX_TILE_KEYS}, at least {@link MIN_TILE_KEYS}), and whether tiles are
  * staged in workgroup memory (not on CPU-backed adapters, where it measured slower: see
  * docs/kernels.md).
@@ -100,7 +99,7 @@ export function tileFor(dPad: number, dvPad: number, limits: KernelLimits, block
   const rows = Math.min(ROWS_PER_WORKGROUP, blockRows, invocations * ROWS_PER_INVOCATION);
   // The tiles share workgroup memory with the workgroup id (a vec3<u32> padded to 16 bytes).
   const keys = Math.min(MAX_TILE_KEYS, Math.floor((storage - TILED_OTHER_WORKGROUP_BYTES) / ((dPad + dvPad) * 4)));
-  return keys >= MIN_TILE_KEYS && rows >= 1 ? { rows, keys, stage } : null;
+  return keys >= MIN_TILE_KEYS ? { rows, keys, stage } : null;
 }
 
 /** Fewest query rows for which `'auto'` runs the tiled strategy. */
@@ -143,23 +142,23 @@ export function planFlash(dims: Dims, limits: KernelLimits, opts: PlanOptions = 
       `'tiled' with d = ${dims.d}, dv = ${dims.dv}`,
     );
   }
-  if (strategy === 'tiled') return planWith(dims, limits, opts, tileShape);
+  const pads = { dPad, dvPad };
+  if (strategy === 'tiled') return planWith(dims, limits, opts, pads, tileShape);
   if (strategy === 'auto' && chooseStrategy(tileShape, { n: dims.n, strides: !!opts.ruleStrides }) === 'tiled') {
     // Where the tiled plan cannot fit (the loop budget), one row per invocation may.
     try {
-      return planWith(dims, limits, opts, tileShape);
+      return planWith(dims, limits, opts, pads, tileShape);
     } catch (e) {
       if (!(e instanceof AttentionError)) throw e;
     }
   }
-  return planWith(dims, limits, opts, null);
+  return planWith(dims, limits, opts, pads, null);
 }
 
-/** The plan for one strategy (`tile` null: one row per invocation). */
-function planWith(dims: Dims, limits: KernelLimits, opts: PlanOptions, tile: TileShape | null): FlashPlan {
+/** The plan for one strategy (`tile` null: one row per invocation), head dims already checked and padded. */
+function planWith(dims: Dims, limits: KernelLimits, opts: PlanOptions, { dPad, dvPad }: { dPad: number; dvPad: number }, tile: TileShape | null): FlashPlan {
   const layout = opts.layout;
   const { batch, heads, n, m } = dims;
-  const { dPad, dvPad } = checkIOLimits(dims, limits);
   const maxBind = maxBindingBytes(limits);
   const check = (name: string, bytes: number) => checkBinding(limits, name, bytes);
   const maxGroups = limits.maxComputeWorkgroupsPerDimension;
@@ -192,9 +191,16 @@ function planWith(dims: Dims, limits: KernelLimits, opts: PlanOptions, tile: Til
     const tiles = tile.stage ? entries + Math.ceil(chunk / tile.keys) + 1 : 0;
     return 2 * entries + 2 + chunk + tiles * (2 + loadTrips);
   };
-  let minSplits = Math.max(1, Math.ceil(keysPerRow / LOOP_BUDGET));
-  while (minSplits <= maxGroups && trips(Math.ceil(keysPerRow / minSplits)) > LOOP_BUDGET) minSplits++;
-  if (minSplits > maxGroups) throw new AttentionError('k', `fewer keys per query (the loop budget allows ${maxGroups} splits)`, `${keysPerRow}`);
+  // The fewest splits whose trips fit (trips shrink as splits grow): a binary search.
+  const fits = (s: number) => trips(Math.ceil(keysPerRow / s)) <= LOOP_BUDGET;
+  if (!fits(maxGroups)) throw new AttentionError('k', `fewer keys per query (the loop budget allows ${maxGroups} splits)`, `${keysPerRow}`);
+  let lo = 1;
+  let minSplits = maxGroups;
+  while (lo < minSplits) {
+    const mid = (lo + minSplits) >> 1;
+    if (fits(mid)) minSplits = mid;
+    else lo = mid + 1;
+  }
   let splits = Math.max(Math.min(Math.ceil(keysPerRow / MIN_KEYS_PER_SPLIT), BASE_SPLITS), minSplits, 1);
   const rowBytes = (dvPad + 4) * 4;
   const partial = (s: number) => (s === 1 ? 0 : batch * heads * s * n * rowBytes);

@@ -36,7 +36,7 @@
 import type { WebGPUProgram } from '../shared/webgpu_types.js';
 import { unroll } from '../shared/wgsl.js';
 import { SEEK_END } from './rule.js';
-import { FlashAttentionProgram, layoutRunsHead, ruleKeyPart, type FlashVariant } from './flash_program.js';
+import { FlashAttentionProgram, layoutRunsHead, ROW_MAX_START, ruleKeyPart, writeRow, type FlashVariant } from './flash_program.js';
 
 /** Query rows each invocation holds (the lanes of a vec4). */
 export const ROWS_PER_INVOCATION = 4;
@@ -75,8 +75,9 @@ export class TiledFlashProgram implements WebGPUProgram {
   private readonly dv4: number;
 
   /**
-   * @param queryGroups - workgroups along x: `ceil(n / tile.rows)` (dense), or
-   *   `numQBlocks · ceil(blockQ / tile.rows)` (block-sparse).
+   * @param queryGroups - workgroups along x: `ceil(n / tile.rows)` (dense); block-sparse,
+   *   `numQBlocks · ceil(blockQ / tile.rows)` staged, else enough for `ceil(blockQ / 4)`
+   *   invocations per query block (`FlashPlan.queryGroups`).
    */
   constructor(
     batch: number,
@@ -156,7 +157,7 @@ export class TiledFlashProgram implements WebGPUProgram {
     for (let t = 0; t < d4; t++) {
       L.push(`{ let kk = ${this.at('k', 'j', t)}; s = s + qt${4 * t} * kk.x + qt${4 * t + 1} * kk.y + qt${4 * t + 2} * kk.z + qt${4 * t + 3} * kk.w; }`);
     }
-    L.push('let seen = w > vec4<f32>(0.0);', `s = select(vec4<f32>(${DISALLOWED}), s, seen);`);
+    L.push('let seen = w > vec4<f32>(0.0);', `s = select(vec4<f32>(${ROW_MAX_START}), s, seen);`);
     L.push('let tm = max(rowMax, s);', 'let c = exp(rowMax - tm);', 'rowSum = rowSum * c;');
     for (let x = 0; x < dv4 * 4; x++) L.push(`at${x} = at${x} * c;`);
     L.push('rowMax = tm;', 'let e = w * exp(s - rowMax);', 'rowSum = rowSum + e;');
@@ -276,30 +277,21 @@ ${this.range('      ', 'j0', 'gEnd', 'jEnd')}
 ${this.range('    ', 'jStart', 'gEnd', 'jEnd')}`;
     const writeLane = (l: number) => {
       const lane = LANES[l];
-      const vecAt = (t: number) => `vec4<f32>(${[0, 1, 2, 3].map((c) => `at${4 * t + c}.${lane}`).join(', ')})`;
-      const body = split
-        ? [
-            `let ob = ((bh * uniforms.splits + part) * uniforms.n + row${l}) * ${dv4 + 1};`,
-            ...Array.from({ length: dv4 }, (_, t) => `result[ob + ${t}] = ${vecAt(t)};`),
-            `result[ob + ${dv4}] = vec4<f32>(rowMax.${lane}, rowSum.${lane}, 0.0, 0.0);`,
-          ]
-        : [
-            // A query with no allowed key outputs zeros, never NaN.
-            'var inv = 0.0;',
-            `if (rowSum.${lane} > 0.0) { inv = 1.0 / rowSum.${lane}; }`,
-            `let ob = (bh * uniforms.n + row${l}) * ${dv4};`,
-            ...Array.from({ length: dv4 }, (_, t) => `result[ob + ${t}] = ${vecAt(t)} * inv;`),
-          ];
-      return [`    if (rowLive[${l}]) {`, ...body.map((x) => `      ${x}`), '    }'].join('\n');
+      const acc = (t: number) => `vec4<f32>(${[0, 1, 2, 3].map((c) => `at${4 * t + c}.${lane}`).join(', ')})`;
+      return [`    if (rowLive[${l}]) {`, writeRow(dv4, split, '      ', { row: `row${l}`, acc, max: `rowMax.${lane}`, sum: `rowSum.${lane}` }), '    }'].join('\n');
     };
     return `
   ${rule ? rule.wgsl : ''}
 
   ${stage ? `var<workgroup> kTile : array<vec4<f32>, ${keys * d4}>;\n  var<workgroup> vTile : array<vec4<f32>, ${keys * dv4}>;` : ''}
-  // tfjs copies the builtins into private variables, which WGSL's uniformity analysis treats as
+${
+  stage
+    ? `  // tfjs copies the builtins into private variables, which WGSL's uniformity analysis treats as
   // non-uniform; the workgroup id is passed through workgroup memory to make it uniform again,
   // so that the tile loop's barriers are in uniform control flow.
-  var<workgroup> groupIds : vec3<u32>;
+  var<workgroup> groupIds : vec3<u32>;`
+    : ''
+}
   var<private> rowP : array<i32, 4>;
   var<private> rowLive : array<bool, 4>;
   var<private> rowH : i32;
@@ -307,8 +299,12 @@ ${this.ruleHelpers()}
 
   fn main() {
     let lid = i32(localId.x);
-    if (lid == 0) { groupIds = workgroupId; }
-    let gid = vec3<i32>(workgroupUniformLoad(&groupIds));
+${
+  stage
+    ? `    if (lid == 0) { groupIds = workgroupId; }
+    let gid = vec3<i32>(workgroupUniformLoad(&groupIds));`
+    : '    let gid = vec3<i32>(workgroupId);'
+}
     let bh = gid.y;
     let part = gid.z;
     let b = bh / uniforms.heads;
@@ -333,7 +329,7 @@ ${unroll(4, (l) => `    let qb${l} = (bh * uniforms.n + clamp(row${l}, 0, unifor
 ${unroll(d4, (t) => `    let q${t}x = q[qb0 + ${t}]; let q${t}y = q[qb1 + ${t}]; let q${t}z = q[qb2 + ${t}]; let q${t}w = q[qb3 + ${t}];`)}
 ${unroll(d4 * 4, (x) => `    let qt${x} = vec4<f32>(q${x >> 2}x.${LANES[x & 3]}, q${x >> 2}y.${LANES[x & 3]}, q${x >> 2}z.${LANES[x & 3]}, q${x >> 2}w.${LANES[x & 3]}) * uniforms.scale;`)}
 ${unroll(dv4 * 4, (x) => `    var at${x} = vec4<f32>(0.0);`)}
-    var rowMax = vec4<f32>(${DISALLOWED});
+    var rowMax = vec4<f32>(${ROW_MAX_START});
     var rowSum = vec4<f32>(0.0);
 ${loops}
 ${unroll(4, writeLane)}
@@ -341,6 +337,3 @@ ${unroll(4, writeLane)}
 `;
   }
 }
-
-/** The running max's start and the score of a key a row may not see (below any real score). */
-const DISALLOWED = '-3.0e38';

@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { AttentionError } from '../../src/core/errors.js';
 import type { Dims } from '../../src/core/types.js';
+import { SOFTWARE_ADAPTER } from '../../src/core/backend.js';
 
 /** The device limits the kernels' plans need. */
 export interface KernelLimits {
@@ -34,7 +35,7 @@ export function cpuBackedAdapter(): boolean {
   const backend = tf.backend() as unknown as { device: GPUDevice & { adapterInfo?: GPUAdapterInfo }; adapterInfo?: { vendor?: string; architecture?: string } };
   const info = backend.device.adapterInfo ?? backend.adapterInfo ?? {};
   const text = ['vendor', 'architecture', 'device', 'description'].map((k) => (info as unknown as Record<string, unknown>)[k] ?? '').join(' ');
-  return /swiftshader|llvmpipe|lavapipe|softpipe|software/i.test(text);
+  return SOFTWARE_ADAPTER.test(text);
 }
 
 /** Rounds a head dim up to a multiple of 4 (vec4 loads). */

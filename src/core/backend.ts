@@ -93,7 +93,7 @@ async function findAdapter(): Promise<AdapterChoice> {
       dawnGpu = gpu;
       const info = adapter.info;
       const name = [info.vendor, info.device || info.description].filter(Boolean).join(' ');
-      const software = /llvmpipe|swiftshader|lavapipe|software/i.test(`${info.device} ${info.description} ${info.architecture}`);
+      const software = SOFTWARE_ADAPTER.test(`${info.device} ${info.description} ${info.architecture}`);
       return { gpu, adapter, software, detail: `${software ? 'software' : 'hardware'} adapter ${name || 'unknown'}` };
     }
   }
@@ -113,6 +113,9 @@ async function findAdapter(): Promise<AdapterChoice> {
   const name = (info.device || info.description || 'OpenGL').split('-')[0];
   return { gpu, adapter, software: /llvmpipe|softpipe/i.test(`${info.device} ${info.description}`), detail: `software adapter ${name} (compatibility mode)` };
 }
+
+/** Adapter names of renderers that run shaders on the CPU (Mesa's llvmpipe, lavapipe and softpipe, SwiftShader). */
+export const SOFTWARE_ADAPTER = /llvmpipe|swiftshader|lavapipe|softpipe|software/i;
 
 let webgpuStarted: { detail: string; software: boolean } | null = null;
 
