@@ -45,6 +45,7 @@ export async function measureIntermediateBytes<T extends tf.Tensor>(fn: () => T)
   const backend = tf.backend() as unknown as {
     bufferManager?: BufferManagerLike;
     submitQueue?: () => void;
+    endComputePassEncoder?: () => void;
     commandEncoder?: unknown;
   };
   const bm = tf.getBackend() === 'webgpu' ? backend.bufferManager : undefined;
@@ -54,8 +55,13 @@ export async function measureIntermediateBytes<T extends tf.Tensor>(fn: () => T)
   let backendStart = 0;
   let restore = () => {};
   if (bm) {
-    // Flush deferred releases so that the start value is settled.
-    if (backend.commandEncoder) backend.submitQueue?.();
+    // Flush deferred releases so that the start value is settled. An open compute pass is ended
+    // first: finishing the encoder with a pass still open invalidates the whole command buffer
+    // (silently: every queued dispatch is dropped).
+    if (backend.commandEncoder) {
+      backend.endComputePassEncoder?.();
+      backend.submitQueue?.();
+    }
     backendStart = bm.numBytesUsed;
     backendPeak = backendStart;
     const acquire = bm.acquireBuffer;
