@@ -5,7 +5,9 @@
  *
  * Options: --runs 3  --ns 512,1024,2048,4096,8192,16384  --max-cpu-n 4096  --backends webgpu,wasm,cpu
  *          --suites dense,patterns  --pattern-ns 256,512,1024,2048,4096,8192,16384  --only local,strided,…
+ *          --before <patterns.json> (suite patterns: a before/after table against that earlier run)
  *          --kernelized-ns 1024,2048,4096,8192,16384 (suite kernelized: linear, performer, linformer, adaptive-span)
+ *          --learnable-ns 1024,2048,4096,8192,16384 (suite learnable: lsh, routing, sinkhorn; bench/learnable.ts)
  *          --suites compile (not run by default): every entry's cold first call on webgpu, one child
  *          process per (entry, d), see bench/compile.ts; --compile-ds 32,64,128  --compile-timeout 120
  *          --compile-flag 10  --only
@@ -21,11 +23,12 @@
  *          entry on webgpu and what 'auto' picks, see bench/strategies.ts; --strategy-ns 1024,4096
  *          --out bench/results (where the tables go)
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { args } from './common.js';
 import { benchDense, denseTable } from './dense.js';
-import { benchPatterns, patternsTable } from './patterns.js';
+import { beforeAfterTable, benchPatterns, patternsTable } from './patterns.js';
 import { benchKernelized, kernelizedTable } from './kernelized.js';
+import { benchLearnable, learnableTable } from './learnable.js';
 import { benchCompile, compileTable, COMPILE_PROBLEM } from './compile.js';
 import { benchStrategies, strategiesTable } from './strategies.js';
 import { benchBrowser, browserHeader, browserTable } from './browser.js';
@@ -36,7 +39,7 @@ const ns = (a.ns ?? '512,1024,2048,4096,8192,16384').split(',').map(Number);
 const maxCpuN = Number(a['max-cpu-n'] ?? 4096);
 const backends = (a.backends ?? 'webgpu,wasm,cpu').split(',');
 
-const suites = (a.suites ?? 'dense,patterns,kernelized').split(',');
+const suites = (a.suites ?? 'dense,patterns,kernelized,learnable').split(',');
 const out = a.out ?? 'bench/results';
 mkdirSync(out, { recursive: true });
 
@@ -54,8 +57,13 @@ if (suites.includes('patterns')) {
   const rows = await benchPatterns({ ns: patternNs, runs, maxCpuN, backends, only });
   const md =
     `## Pattern variants vs dense attention (batch 1, 1 head, d = 64, non-causal, median of ${runs})\n\n` +
-    'Dense is the fused kernel on webgpu and the composite elsewhere, measured in the same run at the same n.\n\n' +
-    `${patternsTable(rows)}\n`;
+    'Dense is the fused kernel on webgpu and the composite elsewhere, measured in the same run at the same n; ' +
+    "on webgpu 'dense rows' is fused dense with `kernelStrategy: 'rows'` (the per-row kernel).\n\n" +
+    `${patternsTable(rows)}\n` +
+    (a.before
+      ? `\n### Before/after (before: ${a.before}, ${JSON.parse(readFileSync(a.before, 'utf8')).date})\n\n` +
+        `${beforeAfterTable(JSON.parse(readFileSync(a.before, 'utf8')).rows, rows)}\n`
+      : '');
   writeFileSync(`${out}/patterns.md`, md);
   writeFileSync(`${out}/patterns.json`, JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
   console.log(`\n${md}\nwritten: ${out}/patterns.md, ${out}/patterns.json`);
@@ -74,6 +82,21 @@ if (suites.includes('kernelized')) {
   writeFileSync(`${out}/kernelized.md`, md);
   writeFileSync(`${out}/kernelized.json`, JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
   console.log(`\n${md}\nwritten: ${out}/kernelized.md, ${out}/kernelized.json`);
+}
+
+if (suites.includes('learnable')) {
+  const lNs = (a['learnable-ns'] ?? '1024,2048,4096,8192,16384').split(',').map(Number);
+  const only = a.only ? a.only.split(',') : null;
+  const rows = await benchLearnable({ ns: lNs, runs, maxCpuN, backends: backends.filter((b) => b !== 'wasm'), only });
+  const md =
+    `## Learnable patterns (batch 1, 1 head, d = dv = 64, median of ${runs})\n\n` +
+    'Errors are max |difference| over 16 sampled query rows against float64 references: softmax attention with the ' +
+    "entry's own scores over every key (for lsh: s·q_i·q_j/‖q_j‖, shared-QK), and the entry's own definition (its hashes, " +
+    'clusters or sorted blocks). Dense is the fused kernel (webgpu) or the composite (cpu), measured in the same run at the same n.\n\n' +
+    `${learnableTable(rows)}\n`;
+  writeFileSync(`${out}/learnable.md`, md);
+  writeFileSync(`${out}/learnable.json`, JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
+  console.log(`\n${md}\nwritten: ${out}/learnable.md, ${out}/learnable.json`);
 }
 
 if (suites.includes('strategies')) {

@@ -2,7 +2,10 @@
  * The pattern variants against fused dense attention, n from 1024 to 16384 (batch 1, 1 head,
  * d = 64, non-causal): median time, intermediate bytes and the speed-up over dense at the same
  * n on the same backend (the fused kernel on webgpu, the composites elsewhere), and the n from
- * which each pattern is faster than dense.
+ * which each pattern is faster than dense. On webgpu dense is also timed with
+ * `kernelStrategy: 'rows'` (the per-row flash kernel, the only one before the tiled strategy):
+ * the speed-up over that baseline is comparable with results measured before the tiled kernel.
+ * `--before <patterns.json>` adds a before/after table against such an earlier run.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { kernelAvailable } from '../src/core/dispatch.js';
@@ -35,6 +38,8 @@ export interface PatternRow {
   ms: number | null;
   bytes: number | null;
   denseMs: number | null;
+  /** Fused dense with `kernelStrategy: 'rows'` (webgpu only; null elsewhere). */
+  denseRowsMs?: number | null;
   note: string;
 }
 
@@ -61,12 +66,21 @@ export async function benchPatterns(
       } catch (e) {
         log(`  ${backend} n=${n}: dense failed (${(e as Error).message})`);
       }
-      log(`  ${backend} n=${n}: dense ${denseMs === null ? '—' : denseMs.toFixed(1)} ms (${path})`);
+      let denseRowsMs: number | null = null;
+      if (path === 'kernel') {
+        try {
+          denseRowsMs = await medianMs(() => dense.apply(x.q, x.k, x.v, { implementation: 'kernel', kernelStrategy: 'rows' }), opts.runs);
+        } catch (e) {
+          log(`  ${backend} n=${n}: dense (rows) failed (${(e as Error).message})`);
+        }
+      }
+      const rowsNote = denseRowsMs === null ? '' : `, rows strategy ${denseRowsMs.toFixed(1)} ms`;
+      log(`  ${backend} n=${n}: dense ${denseMs === null ? '—' : denseMs.toFixed(1)} ms (${path}${rowsNote})`);
       for (const id of ids) {
         const config = PATTERN_CONFIGS[id](n);
         const factory = await catalogEntry(id)!.load();
         const attn = factory(config as never) as Attention<unknown>;
-        const row: PatternRow = { backend, id, config: JSON.stringify(config), n, path, ms: null, bytes: null, denseMs, note: '' };
+        const row: PatternRow = { backend, id, config: JSON.stringify(config), n, path, ms: null, bytes: null, denseMs, denseRowsMs, note: '' };
         try {
           row.ms = await medianMs(applier(attn, x, 'auto'), opts.runs);
           row.bytes = await intermediateBytes(applier(attn, x, 'auto'));
@@ -83,7 +97,9 @@ export async function benchPatterns(
   return rows;
 }
 
-const speedup = (r: PatternRow) => (r.ms !== null && r.denseMs !== null ? `${(r.denseMs / r.ms).toFixed(2)}×` : '—');
+const ratio = (num: number | null | undefined, den: number | null | undefined) =>
+  num != null && den != null ? `${(num / den).toFixed(2)}×` : '—';
+const speedup = (r: PatternRow) => ratio(r.denseMs, r.ms);
 
 /** The smallest n from which a pattern stays faster than dense (null: never in the range). */
 export function overtakes(rows: PatternRow[], backend: string, id: string): number | null {
@@ -99,9 +115,13 @@ export function overtakes(rows: PatternRow[], backend: string, id: string): numb
 export function patternsTable(rows: PatternRow[]): string {
   const f = (v: number | null) => (v === null ? '—' : v.toFixed(1));
   const lines = [
-    '| backend | pattern | n | path | median ms | dense ms | speed-up over dense | intermediate | note |',
-    '|---|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.backend} | ${r.id} | ${r.n} | ${r.path} | ${f(r.ms)} | ${f(r.denseMs)} | ${speedup(r)} | ${r.bytes === null ? '—' : mib(r.bytes)} | ${r.note} |`),
+    '| backend | pattern | n | path | median ms | dense ms | speed-up over dense | dense rows ms | speed-up over dense rows | intermediate | note |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.backend} | ${r.id} | ${r.n} | ${r.path} | ${f(r.ms)} | ${f(r.denseMs)} | ${speedup(r)} | ${f(r.denseRowsMs ?? null)} | ` +
+        `${ratio(r.denseRowsMs, r.ms)} | ${r.bytes === null ? '—' : mib(r.bytes)} | ${r.note} |`,
+    ),
   ];
   const summary = ['', '| backend | pattern | faster than dense from | config there (strides and grids scale with n) |', '|---|---|---|---|'];
   const seen = new Set<string>();
@@ -116,4 +136,28 @@ export function patternsTable(rows: PatternRow[]): string {
     summary.push(`| ${r.backend} | ${r.id} | ${at === null ? `not in n = ${Math.min(...ns)}…${Math.max(...ns)}` : `n = ${at}`} | ${where.config} |`);
   }
   return [...lines, ...summary].join('\n');
+}
+
+/**
+ * Before/after table of two pattern runs (rows matched by backend, pattern, n and config): the
+ * pattern's time in each, after ÷ before, and its speed-up over the per-row dense kernel in each
+ * (before: `denseMs`, measured when that was the only flash kernel; after: `denseRowsMs`, or
+ * `denseMs` off webgpu).
+ */
+export function beforeAfterTable(before: PatternRow[], after: PatternRow[]): string {
+  const f = (v: number | null | undefined) => (v == null ? '—' : v.toFixed(1));
+  const lines = [
+    '| backend | pattern | n | before ms | after ms | after ÷ before | speed-up over rows dense, before | after |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const a of after) {
+    const b = before.find((x) => x.backend === a.backend && x.id === a.id && x.n === a.n && x.config === a.config);
+    if (!b) continue;
+    const aBase = a.path === 'kernel' ? a.denseRowsMs : a.denseMs;
+    lines.push(
+      `| ${a.backend} | ${a.id} | ${a.n} | ${f(b.ms)} | ${f(a.ms)} | ${b.ms != null && a.ms != null ? (a.ms / b.ms).toFixed(2) : '—'} | ` +
+        `${ratio(b.denseMs, b.ms)} | ${ratio(aBase, a.ms)} |`,
+    );
+  }
+  return lines.join('\n');
 }
