@@ -57,7 +57,12 @@ export interface FlashVariant {
    * part, or null for "all allowed".
    */
   rule: { key: string; wgsl: string; usesParams: boolean; seeks?: boolean; init?: boolean; exactSeek?: boolean } | null;
+  /** Write the unnormalized partial rows (as with several splits) even with one split: the caller merges them. */
+  partials?: boolean;
 }
+
+/** Whether a variant writes partial rows `[batch·heads, splits, n, dv + 4]` rather than the output. */
+export const writesPartials = (v: FlashVariant) => v.splits !== 1 || !!v.partials;
 
 export class FlashAttentionProgram implements WebGPUProgram {
   outputShape: number[];
@@ -87,10 +92,10 @@ export class FlashAttentionProgram implements WebGPUProgram {
     const { splits, sparse, rule, causal } = variant;
     this.variableNames = ['q', 'k', 'v', 'keyLength', ...(sparse ? ['rowStart', 'entries'] : []), ...(rule?.usesParams ? ['params'] : [])];
     this.variableComponents = [4, 4, 4, ...this.variableNames.slice(3).map(() => 1)];
-    this.outputShape = splits === 1 ? [batch, heads, n, dvPad] : [batch * heads, splits, n, dvPad + 4];
+    this.outputShape = writesPartials(variant) ? [batch * heads, splits, n, dvPad + 4] : [batch, heads, n, dvPad];
     this.dispatch = [Math.ceil(n / ROWS_PER_WORKGROUP), batch * heads, splits];
     this.shaderKey =
-      `AttnCatalogFlash_${this.d4}_${this.dv4}_${causal ? 'c' : 'nc'}_${splits === 1 ? 'single' : 'split'}` +
+      `AttnCatalogFlash_${this.d4}_${this.dv4}_${causal ? 'c' : 'nc'}_${writesPartials(variant) ? 'split' : 'single'}` +
       `_${sparse ? 'csr' : 'dense'}_${ruleKeyPart(rule)}`;
   }
 
@@ -112,8 +117,8 @@ export class FlashAttentionProgram implements WebGPUProgram {
 
   getUserCode(): string {
     const { d4, dv4 } = this;
-    const { splits, sparse, rule, causal } = this.variant;
-    const split = splits !== 1;
+    const { sparse, rule, causal } = this.variant;
+    const split = writesPartials(this.variant);
     // With a seeking rule the key loop jumps from one candidate key to the next.
     const keyLoop = (from: string, to: string) =>
       rule?.seeks

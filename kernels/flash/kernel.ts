@@ -43,6 +43,7 @@ interface FlashAttrs {
   tileKeys: number;
   tileStage: boolean;
   queryGroups: number;
+  partials: boolean;
 }
 
 const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: NamedAttrMap }) => {
@@ -57,6 +58,7 @@ const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, Te
     splits: a.splits,
     sparse: a.sparse,
     rule: a.ruleKey ? { key: a.ruleKey, wgsl: a.ruleWgsl, usesParams: a.ruleParams, seeks: a.ruleSeeks, init: a.ruleInit, exactSeek: a.ruleExactSeek } : null,
+    partials: a.partials,
   };
   const program = a.tileRows
     ? new TiledFlashProgram(batch, heads, n, dPad, dvPad, variant, { rows: a.tileRows, keys: a.tileKeys, stage: a.tileStage }, a.queryGroups)
@@ -67,12 +69,44 @@ const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, Te
   });
   const programInputs = [q, k, v, keyLength, ...(a.sparse ? [rowStart, entries] : []), ...(a.ruleParams ? [params] : [])];
   const first = gpu.runWebGPUProgram(program as never, programInputs, 'float32', uniforms as never);
-  if (a.splits === 1) return first;
+  if (a.splits === 1 || a.partials) return first;
   const merge = new MergeProgram(batch, heads, n, dvPad);
   const out = gpu.runWebGPUProgram(merge as never, [first], 'float32', MergeProgram.uniformData(n, a.splits) as never);
   gpu.disposeData(first.dataId);
   return out;
 };
+
+/** Name in tfjs's kernel registry of the merge of partial rows (see {@link mergeFlashPartials}). */
+export const FLASH_MERGE_KERNEL = 'AttnCatalogFlashMerge';
+
+const mergeKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: NamedAttrMap }) => {
+  const gpu = backend as WebGPUBackend;
+  const { batch, heads } = attrs as unknown as { batch: number; heads: number };
+  const [, splits, n, stride] = inputs.partials.shape;
+  const merge = new MergeProgram(batch, heads, n, stride - 4);
+  return gpu.runWebGPUProgram(merge as never, [inputs.partials], 'float32', MergeProgram.uniformData(n, splits) as never);
+};
+
+/** The merge kernel's registration record (registered on first use). */
+export const flashMergeKernelConfig: KernelConfig = {
+  kernelName: FLASH_MERGE_KERNEL,
+  backendName: 'webgpu',
+  kernelFunc: mergeKernelFunc as unknown as KernelFunc,
+};
+
+/**
+ * Merges partial rows `[batch·heads, S, n, dvPad + 4]` (from {@link runFlash} with `partials`,
+ * possibly several calls concatenated along axis 1, rows in the same order) into the output
+ * `[batch, heads, n, dv]`: `Σ_s e^{max_s − M}·acc_s / Σ_s e^{max_s − M}·sum_s`, zeros where every
+ * sum is 0. Webgpu only.
+ */
+export function mergeFlashPartials(partials: tf.Tensor4D, batch: number, heads: number, dv: number): tf.Tensor4D {
+  registerOnce(flashMergeKernelConfig);
+  return tf.tidy(() => {
+    const out = tf.engine().runKernel(FLASH_MERGE_KERNEL, { partials }, { batch, heads } as unknown as NamedAttrMap) as tf.Tensor4D;
+    return out.shape[3] === dv ? out : tf.slice(out, [0, 0, 0, 0], [-1, -1, -1, dv]);
+  });
+}
 
 /** The kernel's registration record (registered by {@link runFlash} on first use, never on import). */
 export const flashKernelConfig: KernelConfig = {
@@ -92,6 +126,12 @@ export interface FlashOptions {
   rule?: ElementRule | null;
   /** `'auto'` (default), `'rows'` or `'tiled'`: see `planFlash`. */
   strategy?: KernelStrategy;
+  /**
+   * Return the unmerged partial rows `[batch·heads, splits, n, dvPad + 4]` (unnormalized
+   * accumulator, then `(rowMax, rowSum, 0, 0)`) instead of the output, for a caller that merges
+   * several calls over disjoint key sets ({@link mergeFlashPartials}). Default false.
+   */
+  partials?: boolean;
 }
 
 /** Plans a call (checks every device limit; throws AttentionError before any dispatch). */
@@ -148,11 +188,12 @@ export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: D
       tileKeys: plan.tile?.keys ?? 0,
       tileStage: plan.tile?.stage ?? false,
       queryGroups: plan.queryGroups,
+      partials: !!opts.partials,
     };
     registerOnce(flashKernelConfig);
     dispatched[plan.tile ? 'tiled' : 'rows']++;
     const out = tf.engine().runKernel(FLASH_KERNEL, inputs, attrs as unknown as NamedAttrMap) as tf.Tensor4D;
-    return plan.dvPad === dims.dv ? out : tf.slice(out, [0, 0, 0, 0], [-1, -1, -1, dims.dv]);
+    return opts.partials || plan.dvPad === dims.dv ? out : tf.slice(out, [0, 0, 0, 0], [-1, -1, -1, dims.dv]);
   });
 }
 

@@ -304,11 +304,32 @@ class RangeTable {
   }
 }
 
+/**
+ * A table whose values live on the device (bound with {@link bindRule}'s `deviceTables`): only its
+ * length is known here, so its slot in the params buffer is a placeholder (see
+ * `device_params.ts`), and evaluating or analysing a rule that reads it on the host is an error.
+ */
+class DeviceTable {
+  readonly data: ArrayLike<number>;
+  constructor(
+    readonly name: string,
+    length: number,
+  ) {
+    this.data = { length };
+  }
+  get(): number {
+    throw new Error(`internal: table '${this.name}' lives on the device (no host values)`);
+  }
+  range(): [number, number] {
+    throw new Error(`internal: table '${this.name}' lives on the device (no host bounds)`);
+  }
+}
+
 /** Resolved values: scalars, per-head arrays, tables. */
 interface Env {
   scalar: Map<string, number>;
   head: Map<string, ArrayLike<number>>;
-  table: Map<string, RangeTable>;
+  table: Map<string, RangeTable | DeviceTable>;
   /** Bounds of a head parameter the host does not know exactly (e.g. a span on the device). */
   headBounds: Map<string, [number, number]>;
 }
@@ -952,6 +973,7 @@ export function bindRule(
   values: ParamValues,
   heads: number,
   headBounds: Record<string, [number, number]> = {},
+  deviceTables: Record<string, number> = {},
 ): BoundRule {
   const { schema } = compiled;
   const env: Env = { scalar: new Map(), head: new Map(), table: new Map(), headBounds: new Map(Object.entries(headBounds)) };
@@ -970,7 +992,8 @@ export function bindRule(
   }
   for (const s of schema.tables) {
     if (s.endsWith(':next')) continue;
-    env.table.set(s, new RangeTable(toArray(s, values[s])));
+    if (deviceTables[s] !== undefined) env.table.set(s, new DeviceTable(s, deviceTables[s]));
+    else env.table.set(s, new RangeTable(toArray(s, values[s])));
   }
   for (const s of schema.tables) {
     if (!s.endsWith(':next')) continue;
@@ -992,7 +1015,8 @@ export function bindRule(
   let at = S + T + 1 + headLen;
   schema.tables.forEach((t, i) => {
     params[S + i] = at;
-    params.set(env.table.get(t)!.data as ArrayLike<number>, at);
+    const tab = env.table.get(t)!;
+    if (tab instanceof RangeTable) params.set(tab.data, at);
     at += tableLens[i];
   });
   params[S + T] = at;

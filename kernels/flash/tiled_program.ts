@@ -36,7 +36,7 @@
 import type { WebGPUProgram } from '../shared/webgpu_types.js';
 import { unroll } from '../shared/wgsl.js';
 import { SEEK_END } from './rule.js';
-import { FlashAttentionProgram, layoutRunsHead, ROW_MAX_START, ruleKeyPart, writeRow, type FlashVariant } from './flash_program.js';
+import { FlashAttentionProgram, layoutRunsHead, ROW_MAX_START, ruleKeyPart, writeRow, writesPartials, type FlashVariant } from './flash_program.js';
 
 /** Query rows each invocation holds (the lanes of a vec4). */
 export const ROWS_PER_INVOCATION = 4;
@@ -100,7 +100,7 @@ export class TiledFlashProgram implements WebGPUProgram {
     this.workgroupSize = [tile.rows / ROWS_PER_INVOCATION, 1, 1];
     this.dispatch = [queryGroups, batch * heads, splits];
     this.shaderKey =
-      `AttnCatalogFlashTiled_${this.d4}_${this.dv4}_${tile.rows}x${tile.keys}${tile.stage ? 's' : ''}_${causal ? 'c' : 'nc'}_${splits === 1 ? 'single' : 'split'}` +
+      `AttnCatalogFlashTiled_${this.d4}_${this.dv4}_${tile.rows}x${tile.keys}${tile.stage ? 's' : ''}_${causal ? 'c' : 'nc'}_${writesPartials(variant) ? 'split' : 'single'}` +
       `_${sparse ? 'csr' : 'dense'}_${ruleKeyPart(rule)}`;
   }
 
@@ -237,8 +237,8 @@ ${[0, 1, 2, 3].map((l) => `    if (rowLive[${l}]) { ${seekOne(l)} best = min(bes
   getUserCode(): string {
     const { d4, dv4 } = this;
     const { rows, keys, stage } = this.tile;
-    const { splits, sparse, rule, causal } = this.variant;
-    const split = splits !== 1;
+    const { sparse, rule, causal } = this.variant;
+    const split = writesPartials(this.variant);
     const inv = this.invocations;
     // The group's rows [rowLo, rowHi) (this invocation's: rowLo + 4·lid + l). Staged tiles keep a
     // workgroup in one query block (its tile loop and barriers are uniform); read directly,
