@@ -8,10 +8,13 @@ import type { Attention } from '../src/core/types.js';
 import { sampledError } from './common.js';
 import { logElu1 } from '../test/specs/kernelized-reference.js';
 import { sampledKernelizedError, spanWeight } from './kernelized.js';
+import { lshAllowed } from '../test/specs/lsh.js';
 
 export interface TourEntry {
   /** Config for the sample problem of length n with `heads` query heads. */
   config(n: number, heads: number): Record<string, unknown>;
+  /** Keys are the queries (Reformer's shared-QK): the tour calls `apply(q, q, v)`. */
+  sharedQK?: boolean;
   /** kv heads for `heads` query heads. */
   kvHeads?(heads: number): number;
   /** Reference weight: 1 allowed, 0 not (soft weights for adaptive span). Default: `pattern()` rows or all keys. */
@@ -40,6 +43,21 @@ export const tourEntries: Record<string, TourEntry> = {
   'sparse-transformer': { config: (n) => ({ stride: sqrtPow2(n), pattern: 'fixed', summary: 8, causal: true }), weight: patternWeight, errorAgainst: 'definition' },
   axial: { config: (n) => ({ shape: grid(n) }), weight: patternWeight, errorAgainst: 'definition' },
   'big-bird': { config: () => ({ block: 64 }), weight: patternWeight, errorAgainst: 'definition' },
+  lsh: {
+    config: () => ({ bucketSize: 64, hashes: 2, causal: true }),
+    sharedQK: true,
+    errorAgainst: 'definition',
+    error: async (_a, x, out, scale) => {
+      const [, , n, d] = x.q.shape;
+      const allowed = lshAllowed({ shape: x.q.shape, data: await x.q.data() }, { config: { bucketSize: 64, hashes: 2, causal: true }, keyLength: null, m: n, d });
+      const kn = tf.tidy(() => tf.div(x.q, tf.maximum(tf.norm(x.q, 'euclidean', 3, true), 1e-30)) as tf.Tensor4D);
+      try {
+        return await sampledError(out, x.q, kn, x.v, scale, (h, i, j) => allowed(0, h, i, j));
+      } finally {
+        kn.dispose();
+      }
+    },
+  },
   longformer: { config: () => ({ window: 128, global: [0, 1, 2, 3, 4, 5, 6, 7] }), weight: patternWeight, errorAgainst: 'definition' },
   etc: { config: () => ({ globalTokens: 16, radius: 128 }), weight: patternWeight, errorAgainst: 'definition' },
   linformer: { config: (n) => ({ k: 256, maxLength: n }), errorAgainst: 'dense' },

@@ -42,13 +42,14 @@ for (const entry of entries) {
   const path = entry.capabilities.fused && kernelAvailable() ? 'kernel' : 'composite';
   let row: string[];
   try {
-    const run = applier(attn, x, 'auto');
+    const inputs = tour.sharedQK ? { q: x.q, k: x.q, v: x.v } : x;
+    const run = applier(attn, inputs, 'auto');
     const ms = await medianMs(run, runs);
     const bytes = await intermediateBytes(run);
     const out = run();
     const weight = tour.errorAgainst === 'definition' && tour.weight ? tour.weight(attn, n, n) : () => 1;
     const scale = (attn.config as { scale?: number }).scale ?? 1 / Math.sqrt(d);
-    const err = tour.error ? await tour.error(attn, x, out, scale) : await sampledError(out, x.q, x.k, x.v, scale, weight);
+    const err = tour.error ? await tour.error(attn, inputs, out, scale) : await sampledError(out, inputs.q, inputs.k, inputs.v, scale, weight);
     out.dispose();
     row = [entry.id, entry.family, backend, path, ms.toFixed(1), mib(bytes), err.toExponential(2), tour.errorAgainst === 'definition' ? 'own definition' : 'dense'];
     console.log(`${ms.toFixed(1)} ms`);

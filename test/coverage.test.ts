@@ -22,6 +22,7 @@ import { specs } from './specs/index.js';
 import { tourEntries } from '../bench/entries.js';
 import { PATTERN_CONFIGS } from '../bench/patterns.js';
 import { KERNELIZED_ENTRIES } from '../bench/kernelized.js';
+import { LEARNABLE_ENTRIES } from '../bench/learnable.js';
 
 const root = resolve(import.meta.dirname, '..');
 const read = (p: string) => readFileSync(join(root, p), 'utf8');
@@ -141,13 +142,14 @@ describe('the tour and the bench', () => {
     expect(Object.keys(tourEntries).sort()).toEqual([...ids].sort());
   });
 
-  it('every sub-quadratic entry is in exactly one bench suite against dense (patterns or kernelized)', () => {
+  it('every sub-quadratic entry is in exactly one bench suite against dense (patterns, kernelized or learnable)', () => {
     const patterns = Object.keys(PATTERN_CONFIGS);
     const kernelized = KERNELIZED_ENTRIES.map((e) => e.id);
-    for (const id of [...patterns, ...kernelized]) expect(ids, `bench suite entry '${id}' is a catalog id`).toContain(id);
+    const learnable = LEARNABLE_ENTRIES.map((e) => e.id);
+    for (const id of [...patterns, ...kernelized, ...learnable]) expect(ids, `bench suite entry '${id}' is a catalog id`).toContain(id);
     const denseTime = catalog.find((e) => e.id === 'dense')!.complexity.time;
     for (const e of catalog) {
-      const suites = (patterns.includes(e.id) ? 1 : 0) + (kernelized.includes(e.id) ? 1 : 0);
+      const suites = [patterns, kernelized, learnable].filter((s) => s.includes(e.id)).length;
       expect(suites, `${e.id}: bench suites holding it`).toBe(e.complexity.time === denseTime ? 0 : 1);
     }
     for (const e of catalog.filter((x) => x.capabilities.pattern)) expect(patterns, `bench/patterns.ts has '${e.id}' (a pattern variant)`).toContain(e.id);

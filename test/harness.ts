@@ -25,7 +25,7 @@ export function makeInputs(c: Case, opts: { sharedQK?: boolean; amp?: number } =
     return r;
   };
   const q = onDevice(seededTensor([c.batch, c.heads, c.n, c.d], c.seed, amp));
-  const k = opts.sharedQK ? q : onDevice(seededTensor([c.batch, c.kvHeads, c.m, c.d], c.seed + 1, amp));
+  const k = opts.sharedQK ?? c.sharedQK ? q : onDevice(seededTensor([c.batch, c.kvHeads, c.m, c.d], c.seed + 1, amp));
   const v = onDevice(seededTensor([c.batch, c.kvHeads, c.m, c.dv], c.seed + 2, amp));
   return {
     q,

@@ -73,7 +73,8 @@ export async function poisonCheck(
       const vt = tf.tensor4d(v, [c.batch, c.kvHeads, c.m, c.dv]);
       const kl = p.asTensor ? tf.tensor1d(p.lengths, 'int32') : p.lengths;
       try {
-        const out = attn.apply(q, kt, vt, { implementation, keyLength: kl, ...(kernelStrategy ? { kernelStrategy } : {}) });
+        // Shared-QK (lsh): the keys are the queries (apply(k, k, v)).
+        const out = attn.apply(c.sharedQK ? kt : q, kt, vt, { implementation, keyLength: kl, ...(kernelStrategy ? { kernelStrategy } : {}) });
         const data = (await out.data()) as Float32Array;
         out.dispose();
         return data;
@@ -85,7 +86,9 @@ export async function poisonCheck(
     });
   try {
     const clean = await run(kHost, vHost);
-    const dirty = await run(poisoned(c, p, 'k', kHost, c.d), poisoned(c, p, 'v', vHost, c.dv));
+    // With shared QK future keys are future queries, whose hashes decide the chunks of past
+    // positions: only padding is poisoned in them; future values still are.
+    const dirty = await run(poisoned(c, c.sharedQK ? { ...p, future: null } : p, 'k', kHost, c.d), poisoned(c, p, 'v', vHost, c.dv));
     // Rows that may see a poisoned future key: positions at or past it.
     const rows = p.future === null ? c.n : Math.min(c.n, Math.max(0, p.future - (c.m - c.n)));
     for (let b = 0; b < c.batch; b++)

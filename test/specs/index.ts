@@ -2,6 +2,7 @@ import { denseSpec } from './dense.js';
 import { multiQuerySpec } from './multi-query.js';
 import { axialSpec } from './axial.js';
 import { bigBirdSpec } from './big-bird.js';
+import { lshSpec } from './lsh.js';
 import { blockwiseSpec } from './blockwise.js';
 import { compressedSpec } from './compressed.js';
 import { dilatedSpec } from './dilated.js';
@@ -28,6 +29,7 @@ export const specs: Record<string, VariantSpec> = {
   'sparse-transformer': sparseTransformerSpec,
   axial: axialSpec,
   'big-bird': bigBirdSpec,
+  lsh: lshSpec,
   longformer: longformerSpec,
   etc: etcSpec,
   linformer: linformerSpec,

@@ -14,6 +14,8 @@ export interface Case {
   dv: number;
   keyLength: number[] | null;
   seed: number;
+  /** Keys are the queries themselves (`k` is the same tensor as `q`: Reformer's shared-QK); then kvHeads = heads, m = n. */
+  sharedQK?: boolean;
 }
 
 /**
