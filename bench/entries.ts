@@ -9,6 +9,16 @@ import { sampledError } from './common.js';
 import { logElu1 } from '../test/specs/kernelized-reference.js';
 import { sampledKernelizedError, spanWeight } from './kernelized.js';
 import { lshAllowed } from '../test/specs/lsh.js';
+import { referenceSinkhorn } from '../test/specs/sinkhorn.js';
+import { maxAbsDiff, toHost } from '../test/reference.js';
+
+/** `sinkhorn` (seeded weights) against its float64 definition: every output row (the reference is O(n·b·d)). */
+export async function sinkhornDefinitionError(config: Record<string, unknown>, x: { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D }, out: tf.Tensor4D): Promise<number> {
+  const [q, k, v, o] = await Promise.all([x.q, x.k, x.v, out].map((t) => toHost(t)));
+  const [B, H, n, d] = x.q.shape;
+  const c = { config, batch: B, heads: H, kvHeads: x.k.shape[1], n, m: x.k.shape[2], d, dv: x.v.shape[3], keyLength: null, seed: 0 };
+  return maxAbsDiff(o.data, referenceSinkhorn(q, k, v, c).data);
+}
 
 export interface TourEntry {
   /** Config for the sample problem of length n with `heads` query heads. */
@@ -57,6 +67,11 @@ export const tourEntries: Record<string, TourEntry> = {
         kn.dispose();
       }
     },
+  },
+  sinkhorn: {
+    config: (n) => ({ block: 64, maxLength: n, headDim: 64 }),
+    errorAgainst: 'definition',
+    error: async (a, x, out) => sinkhornDefinitionError({ block: 64, maxLength: x.k.shape[2], headDim: x.q.shape[3] }, x, out),
   },
   longformer: { config: () => ({ window: 128, global: [0, 1, 2, 3, 4, 5, 6, 7] }), weight: patternWeight, errorAgainst: 'definition' },
   etc: { config: () => ({ globalTokens: 16, radius: 128 }), weight: patternWeight, errorAgainst: 'definition' },

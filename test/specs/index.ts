@@ -3,6 +3,7 @@ import { multiQuerySpec } from './multi-query.js';
 import { axialSpec } from './axial.js';
 import { bigBirdSpec } from './big-bird.js';
 import { lshSpec } from './lsh.js';
+import { sinkhornSpec } from './sinkhorn.js';
 import { blockwiseSpec } from './blockwise.js';
 import { compressedSpec } from './compressed.js';
 import { dilatedSpec } from './dilated.js';
@@ -30,6 +31,7 @@ export const specs: Record<string, VariantSpec> = {
   axial: axialSpec,
   'big-bird': bigBirdSpec,
   lsh: lshSpec,
+  sinkhorn: sinkhornSpec,
   longformer: longformerSpec,
   etc: etcSpec,
   linformer: linformerSpec,
