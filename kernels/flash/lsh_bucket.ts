@@ -4,8 +4,11 @@
  * position) per round, and the inverse permutation. Shared by the fused path and the composite.
  *
  * - Hash of round r: `argmax([x·R_r ; −x·R_r])` over the `nb` candidates (first maximum),
- *   computed over chunks of at most {@link HASH_CHUNK} rotations with a running max, so no
- *   `[n, nb]` tensor exists (nb grows with m: that tensor would be O(n²/c)).
+ *   computed over chunks of at most {@link HASH_CHUNK} rotations (a top-1 over the chunk's
+ *   ±projections) with a running max, so no `[n, nb]` tensor exists (nb grows with m: that
+ *   tensor would be O(n²/c)). Candidates are visited chunk by chunk (+a, then −a, per chunk): the
+ *   first maximum in that order, which differs from the first in `[x·R ; −x·R]` order only for
+ *   exactly equal values of a +a and a −b in different chunks.
  * - Padding positions (at or past `keyLength[b]`) are not hashed: they get the sentinel bucket
  *   `nb`, which sorts them after every real position, so the real positions are cut into chunks
  *   from 0 exactly as if the padding were absent.
@@ -17,8 +20,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-/** Rotations per matMul of the hash (bounds the largest hashing tensor to n·HASH_CHUNK). */
-export const HASH_CHUNK = 64;
+/** Rotations per matMul of the hash (bounds the largest hashing tensor to n·2·HASH_CHUNK; 32 measured: 64 was 13% faster at n = 16384 but its buffers made hashing grow 5.3× from n to 4n). */
+export const HASH_CHUNK = 32;
 
 /** Largest integer every float32 holds exactly. */
 const EXACT_F32 = 1 << 24;
@@ -82,9 +85,13 @@ export function hashBuckets(x: tf.Tensor3D, rotations: tf.Tensor3D, real: tf.Ten
         const kept = tf.tidy(() => {
           const w = Math.min(HASH_CHUNK, half - a0);
           const proj = tf.matMul(flat, w === half ? rot : tf.slice(rot, [0, a0], [d, w]));
+          // The chunk's 2w candidates (+a then −a) in one top-1: topk keeps the lower index on
+          // ties, so this is the chunk's first maximum (one op where max/argMax/min/argMin were four).
+          const top = tf.topk(tf.concat([proj, tf.neg(proj)], 1), 1);
+          const local = tf.reshape(top.indices, [rows * n]);
           const int = (x: number) => tf.scalar(x, 'int32');
-          consider(tf.max(proj, 1) as tf.Tensor1D, tf.add(tf.cast(tf.argMax(proj, 1), 'int32'), int(a0)) as tf.Tensor1D);
-          consider(tf.neg(tf.min(proj, 1)) as tf.Tensor1D, tf.add(tf.cast(tf.argMin(proj, 1), 'int32'), int(half + a0)) as tf.Tensor1D);
+          const index = tf.where(tf.less(local, int(w)), tf.add(local, int(a0)), tf.add(local, int(half + a0 - w)));
+          consider(tf.reshape(top.values, [rows * n]) as tf.Tensor1D, index as tf.Tensor1D);
           return [best!, idx!];
         });
         for (const t of prev) t?.dispose();
@@ -123,8 +130,9 @@ export function sortBuckets(bucket: tf.Tensor3D, nb: number): LshBucketing {
 /** Bytes of the bucketing's tensors and its largest transients (an upper bound, for memoryBytes). */
 export function bucketingBytes(rows: number, n: number, d: number, nh: number, nb: number): number {
   const chunk = Math.min(HASH_CHUNK, nb / 2);
-  // Hashing: the projections of one chunk, its max/argmax/min/argmin and the running pair, per round.
-  const hash = rows * n * 4 * (chunk + 12) + nh * rows * n * 4 * 3;
+  // Hashing: one chunk's projections, their negation and concatenation, top-1's index buffers
+  // (two alive per step, over the power-of-two padded width) and the running pair; per round.
+  const hash = rows * n * 4 * (8 * chunk + 16) + nh * rows * n * 4 * 3;
   // Sorting: keys, topk's values/indices (padded to a power of two) and the scatter's operands.
   const pow2 = 2 ** Math.ceil(Math.log2(Math.max(2, n)));
   const sort = nh * rows * 4 * (3 * n + 4 * pow2 + 5 * n);
