@@ -59,6 +59,12 @@ export interface FlashVariant {
   rule: { key: string; wgsl: string; usesParams: boolean; seeks?: boolean; init?: boolean; exactSeek?: boolean } | null;
   /** Write the unnormalized partial rows (as with several splits) even with one split: the caller merges them. */
   partials?: boolean;
+  /**
+   * A relative-position score modifier (Transformer-XL's `(q_i + v_h)·R_h[p − j]`): inputs `qRel`
+   * `[batch, heads, n, d]` and `rel` `[heads, m, d]` (vec4), and each score gains
+   * `scale · qRel_i · rel[h, p − j]`. Needs causal (p − j in [0, m)). Per-row strategy only.
+   */
+  relative?: boolean;
 }
 
 /** Whether a variant writes partial rows `[batch·heads, splits, n, dv + 4]` rather than the output. */
@@ -90,13 +96,14 @@ export class FlashAttentionProgram implements WebGPUProgram {
     this.d4 = dPad / 4;
     this.dv4 = dvPad / 4;
     const { splits, sparse, rule, causal } = variant;
-    this.variableNames = ['q', 'k', 'v', 'keyLength', ...(sparse ? ['rowStart', 'entries'] : []), ...(rule?.usesParams ? ['params'] : [])];
-    this.variableComponents = [4, 4, 4, ...this.variableNames.slice(3).map(() => 1)];
+    const rel = variant.relative ? ['qRel', 'rel'] : [];
+    this.variableNames = ['q', 'k', 'v', 'keyLength', ...(sparse ? ['rowStart', 'entries'] : []), ...(rule?.usesParams ? ['params'] : []), ...rel];
+    this.variableComponents = [4, 4, 4, ...this.variableNames.slice(3, this.variableNames.length - rel.length).map(() => 1), ...rel.map(() => 4)];
     this.outputShape = writesPartials(variant) ? [batch * heads, splits, n, dvPad + 4] : [batch, heads, n, dvPad];
     this.dispatch = [Math.ceil(n / ROWS_PER_WORKGROUP), batch * heads, splits];
     this.shaderKey =
       `AttnCatalogFlash_${this.d4}_${this.dv4}_${causal ? 'c' : 'nc'}_${writesPartials(variant) ? 'split' : 'single'}` +
-      `_${sparse ? 'csr' : 'dense'}_${ruleKeyPart(rule)}`;
+      `_${sparse ? 'csr' : 'dense'}_${ruleKeyPart(rule)}${variant.relative ? '_rel' : ''}`;
   }
 
   /** Uniform list for `runWebGPUProgram`, matching `uniforms`. */
@@ -112,7 +119,10 @@ export class FlashAttentionProgram implements WebGPUProgram {
   /** The per-key body, reading the key and value from storage. */
   private keyBody(indent: string, withRule = !!this.variant.rule): string {
     const { d4, dv4 } = this;
-    return keyUpdate({ d4, dv4, indent, withRule, kAt: (t) => `k[kb + ${t}]`, vAt: (t) => `v[vb + ${t}]`, kBase: `let kb = (kvBase + j) * ${d4};`, vBase: `let vb = (kvBase + j) * ${dv4};` });
+    const relative = this.variant.relative
+      ? { base: `let rb = (relBase + p - j) * ${d4};`, score: unroll(d4, (t) => `dot(qr${t}, rel[rb + ${t}])`, ' + ') }
+      : undefined;
+    return keyUpdate({ d4, dv4, indent, withRule, kAt: (t) => `k[kb + ${t}]`, vAt: (t) => `v[vb + ${t}]`, kBase: `let kb = (kvBase + j) * ${d4};`, vBase: `let vb = (kvBase + j) * ${dv4};`, relative });
   }
 
   getUserCode(): string {
@@ -169,6 +179,9 @@ ${this.keyBody('      ', !!rule && !(rule.seeks && rule.exactSeek))}
     ${causal ? 'kEnd = min(kEnd, p + 1);' : ''}
     let qBase = (bh * uniforms.n + row) * ${d4};
 ${unroll(d4, (t) => `    let q${t} = q[qBase + ${t}] * uniforms.scale;`)}
+${this.variant.relative ? `    // Relative term: scale·qRel_i·rel[h, p − j], rows of rel from h·m.
+    let relBase = h * uniforms.m;
+${unroll(d4, (t) => `    let qr${t} = qRel[qBase + ${t}] * uniforms.scale;`)}` : ''}
 ${unroll(dv4, (t) => `    var acc${t} = vec4<f32>(0.0);`)}
     var rowMax = ${ROW_MAX_START};
     var rowSum = 0.0;
@@ -220,6 +233,8 @@ export interface KeyUpdateOptions {
   vAt: (t: number) => string;
   kBase: string;
   vBase: string;
+  /** A score modifier: `base` (statements) and `score` (added to the dot product), or none. */
+  relative?: { base: string; score: string };
 }
 
 /**
@@ -232,7 +247,8 @@ export function keyUpdate(o: KeyUpdateOptions): string {
   const { d4, dv4, indent, withRule } = o;
   const body = [
     o.kBase,
-    `let s = ${unroll(d4, (t) => `dot(q${t}, ${o.kAt(t)})`, ' + ')};`,
+    ...(o.relative ? [o.relative.base] : []),
+    `let s = ${unroll(d4, (t) => `dot(q${t}, ${o.kAt(t)})`, ' + ')}${o.relative ? ` + ${o.relative.score}` : ''};`,
     'if (s > rowMax) {',
     '  let c = exp(rowMax - s);',
     '  rowSum = rowSum * c;',

@@ -44,6 +44,7 @@ interface FlashAttrs {
   tileStage: boolean;
   queryGroups: number;
   partials: boolean;
+  relative: boolean;
 }
 
 const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: NamedAttrMap }) => {
@@ -59,6 +60,7 @@ const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, Te
     sparse: a.sparse,
     rule: a.ruleKey ? { key: a.ruleKey, wgsl: a.ruleWgsl, usesParams: a.ruleParams, seeks: a.ruleSeeks, init: a.ruleInit, exactSeek: a.ruleExactSeek } : null,
     partials: a.partials,
+    relative: a.relative,
   };
   const program = a.tileRows
     ? new TiledFlashProgram(batch, heads, n, dPad, dvPad, variant, { rows: a.tileRows, keys: a.tileKeys, stage: a.tileStage }, a.queryGroups)
@@ -67,7 +69,7 @@ const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, Te
     scale: a.scale, n, m, heads, group: heads / kvHeads, kvHeads, chunk: a.chunk, splits: a.splits,
     blockQ: a.blockQ, blockK: a.blockK, numQBlocks: a.numQBlocks, layoutHeads: a.layoutHeads, rowOffset: a.rowOffset,
   });
-  const programInputs = [q, k, v, keyLength, ...(a.sparse ? [rowStart, entries] : []), ...(a.ruleParams ? [params] : [])];
+  const programInputs = [q, k, v, keyLength, ...(a.sparse ? [rowStart, entries] : []), ...(a.ruleParams ? [params] : []), ...(a.relative ? [inputs.qRel, inputs.rel] : [])];
   const first = gpu.runWebGPUProgram(program as never, programInputs, 'float32', uniforms as never);
   if (a.splits === 1 || a.partials) return first;
   const merge = new MergeProgram(batch, heads, n, dvPad);
@@ -132,16 +134,23 @@ export interface FlashOptions {
    * several calls over disjoint key sets ({@link mergeFlashPartials}). Default false.
    */
   partials?: boolean;
+  /**
+   * Transformer-XL's relative score modifier: every score gains `scale · q_i^rel · table[h, p − j]`
+   * (`q` `[batch, heads, n, d]`, `table` `[heads, m, d]`, indexed by the query head). Needs
+   * `causal` (so that p − j ∈ [0, m)); runs on the per-row strategy.
+   */
+  relative?: { q: tf.Tensor4D; table: tf.Tensor3D } | null;
 }
 
 /** Plans a call (checks every device limit; throws AttentionError before any dispatch). */
-export function planFor(dims: Dims, opts: Pick<FlashOptions, 'layout' | 'rule' | 'strategy'>, limits: KernelLimits = activeKernelLimits()): FlashPlan {
+export function planFor(dims: Dims, opts: Pick<FlashOptions, 'layout' | 'rule' | 'strategy'> & { relative?: boolean }, limits: KernelLimits = activeKernelLimits()): FlashPlan {
   const layout = opts.layout;
   return planFlash(dims, limits, {
     strategy: opts.strategy,
     ruleStrides: !!opts.rule?.strides,
+    relative: !!opts.relative,
     layout: layout ? layoutShape(layout) : undefined,
-    extraBindings: (layout ? 2 : 0) + (opts.rule?.params || opts.rule?.paramsTensor ? 1 : 0),
+    extraBindings: (layout ? 2 : 0) + (opts.rule?.params || opts.rule?.paramsTensor ? 1 : 0) + (opts.relative ? 2 : 0),
   });
 }
 
@@ -164,6 +173,12 @@ export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: D
     if (layout) {
       inputs.rowStart = tf.tensor1d(layout.rowStart, 'int32');
       inputs.entries = tf.tensor1d(layoutEntryData(layout), 'int32');
+    }
+    if (opts.relative) {
+      if (!opts.causal) throw new Error('internal: the relative score modifier needs causal');
+      const pad = plan.dPad - dims.d;
+      inputs.qRel = pad ? tf.pad(opts.relative.q, [[0, 0], [0, 0], [0, 0], [0, pad]]) : opts.relative.q;
+      inputs.rel = pad ? tf.pad(opts.relative.table, [[0, 0], [0, 0], [0, pad]]) : opts.relative.table;
     }
     if (rule?.paramsTensor) inputs.params = rule.paramsTensor;
     else if (rule?.params) inputs.params = tf.tensor1d(rule.params.length ? rule.params : new Float32Array(1), 'float32');
@@ -189,6 +204,7 @@ export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: D
       tileStage: plan.tile?.stage ?? false,
       queryGroups: plan.queryGroups,
       partials: !!opts.partials,
+      relative: !!opts.relative,
     };
     registerOnce(flashKernelConfig);
     dispatched[plan.tile ? 'tiled' : 'rows']++;

@@ -51,6 +51,8 @@ export interface PlanOptions {
   strategy?: KernelStrategy;
   /** Whether every key the element rule allows lies on a stride's lattice (it steers `'auto'`). */
   ruleStrides?: boolean;
+  /** A relative-position score modifier (Transformer-XL): the per-row strategy only. */
+  relative?: boolean;
 }
 
 /** A planned dispatch. */
@@ -143,6 +145,12 @@ export function planFlash(dims: Dims, limits: KernelLimits, opts: PlanOptions = 
     );
   }
   const pads = { dPad, dvPad };
+  if (opts.relative) {
+    if (strategy === 'tiled') {
+      throw new AttentionError('options.kernelStrategy', "'rows' or 'auto' (the relative score modifier runs one query row per invocation)", "'tiled'");
+    }
+    return planWith(dims, limits, opts, pads, null);
+  }
   if (strategy === 'tiled') return planWith(dims, limits, opts, pads, tileShape);
   if (strategy === 'auto' && chooseStrategy(tileShape, { n: dims.n, strides: !!opts.ruleStrides }) === 'tiled') {
     // Where the tiled plan cannot fit (the loop budget), one row per invocation may.
