@@ -10,7 +10,17 @@ import { logElu1 } from '../test/specs/kernelized-reference.js';
 import { sampledKernelizedError, spanWeight } from './kernelized.js';
 import { lshAllowed } from '../test/specs/lsh.js';
 import { referenceSinkhorn } from '../test/specs/sinkhorn.js';
+import { referenceRouting } from '../test/specs/routing.js';
+import { referenceXL } from '../test/specs/transformer-xl.js';
 import { maxAbsDiff, toHost } from '../test/reference.js';
+
+/** `routing` (seeded centroids) against its float64 definition: every output row (the reference is O(n·w·d + n·kc·d)). */
+export async function routingDefinitionError(config: Record<string, unknown>, x: { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D }, out: tf.Tensor4D): Promise<number> {
+  const [q, k, v, o] = await Promise.all([x.q, x.k, x.v, out].map((t) => toHost(t)));
+  const [B, H, n, d] = x.q.shape;
+  const c = { config, batch: B, heads: H, kvHeads: x.k.shape[1], n, m: x.k.shape[2], d, dv: x.v.shape[3], keyLength: null, seed: 0 };
+  return maxAbsDiff(o.data, referenceRouting(q, k, v, c).data);
+}
 
 /** `sinkhorn` (seeded weights) against its float64 definition: every output row (the reference is O(n·b·d)). */
 export async function sinkhornDefinitionError(config: Record<string, unknown>, x: { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D }, out: tf.Tensor4D): Promise<number> {
@@ -68,10 +78,30 @@ export const tourEntries: Record<string, TourEntry> = {
       }
     },
   },
+  routing: {
+    config: (n, heads) => ({ clusters: Math.ceil(n / 256), window: 256, heads, dim: 64 }),
+    errorAgainst: 'definition',
+    error: async (a, x, out) => routingDefinitionError({ clusters: Math.ceil(x.q.shape[2] / 256), window: 256, heads: x.q.shape[1], dim: x.q.shape[3] }, x, out),
+  },
   sinkhorn: {
     config: (n) => ({ block: 64, maxLength: n, headDim: 64 }),
     errorAgainst: 'definition',
     error: async (a, x, out) => sinkhornDefinitionError({ block: 64, maxLength: x.k.shape[2], headDim: x.q.shape[3] }, x, out),
+  },
+  'transformer-xl': {
+    config: (_n, heads) => ({ memLength: 512, heads, headDim: 64 }),
+    errorAgainst: 'definition',
+    error: async (a, x, out) => {
+      const [q, k, v, o] = await Promise.all([x.q, x.k, x.v, out].map((t) => toHost(t)));
+      const [B, H, n, d] = x.q.shape;
+      const dv = x.v.shape[3];
+      // 16 sampled rows (the float64 reference is O(n·(n + L)·d) per row set).
+      const rows = Array.from({ length: 16 }, (_, r) => Math.min(n - 1, Math.floor(((r + 0.5) * n) / 16)));
+      const want = referenceXL(q, k, v, { config: a.config as unknown as Record<string, unknown>, heads: H, d, keyLength: null }, rows);
+      let worst = 0;
+      for (let bh = 0; bh < B * H; bh++) for (const i of rows) for (let t = 0; t < dv; t++) worst = Math.max(worst, Math.abs(o.data[(bh * n + i) * dv + t] - want.data[(bh * n + i) * dv + t]));
+      return worst;
+    },
   },
   longformer: { config: () => ({ window: 128, global: [0, 1, 2, 3, 4, 5, 6, 7] }), weight: patternWeight, errorAgainst: 'definition' },
   etc: { config: () => ({ globalTokens: 16, radius: 128 }), weight: patternWeight, errorAgainst: 'definition' },

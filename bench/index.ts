@@ -8,6 +8,7 @@
  *          --before <patterns.json> (suite patterns: a before/after table against that earlier run)
  *          --kernelized-ns 1024,2048,4096,8192,16384 (suite kernelized: linear, performer, linformer, adaptive-span)
  *          --learnable-ns 1024,2048,4096,8192,16384 (suite learnable: lsh, routing, sinkhorn; bench/learnable.ts)
+ *          --recurrence-ns 256,512,1024,2048 --mem-length 1024 (suite recurrence: one step over a full memory; bench/recurrence.ts)
  *          --suites compile (not run by default): every entry's cold first call on webgpu, one child
  *          process per (entry, d), see bench/compile.ts; --compile-ds 32,64,128  --compile-timeout 120
  *          --compile-flag 10  --only
@@ -29,6 +30,7 @@ import { benchDense, denseTable } from './dense.js';
 import { beforeAfterTable, benchPatterns, patternsTable } from './patterns.js';
 import { benchKernelized, kernelizedTable } from './kernelized.js';
 import { benchLearnable, learnableTable } from './learnable.js';
+import { benchRecurrence, recurrenceTable } from './recurrence.js';
 import { benchCompile, compileTable, COMPILE_PROBLEM } from './compile.js';
 import { benchStrategies, strategiesTable } from './strategies.js';
 import { benchBrowser, browserHeader, browserTable } from './browser.js';
@@ -39,7 +41,7 @@ const ns = (a.ns ?? '512,1024,2048,4096,8192,16384').split(',').map(Number);
 const maxCpuN = Number(a['max-cpu-n'] ?? 4096);
 const backends = (a.backends ?? 'webgpu,wasm,cpu').split(',');
 
-const suites = (a.suites ?? 'dense,patterns,kernelized,learnable').split(',');
+const suites = (a.suites ?? 'dense,patterns,kernelized,learnable,recurrence').split(',');
 const out = a.out ?? 'bench/results';
 mkdirSync(out, { recursive: true });
 
@@ -97,6 +99,22 @@ if (suites.includes('learnable')) {
   writeFileSync(`${out}/learnable.md`, md);
   writeFileSync(`${out}/learnable.json`, JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
   console.log(`\n${md}\nwritten: ${out}/learnable.md, ${out}/learnable.json`);
+}
+
+if (suites.includes('recurrence')) {
+  const rNs = (a['recurrence-ns'] ?? '256,512,1024,2048').split(',').map(Number);
+  const memLength = Number(a['mem-length'] ?? 1024);
+  const only = a.only ? a.only.split(',') : null;
+  const rows = await benchRecurrence({ ns: rNs, memLength, runs, maxCpuN, backends: backends.filter((b) => b !== 'wasm'), only });
+  const md =
+    `## Recurrence: one step of a segment over a full memory (batch 1, 1 head, d = dv = 64, L = ${memLength}, median of ${runs})\n\n` +
+    "Dense is causal dense attention of the segment's queries over the same n + L keys (the fused kernel on webgpu, the composite " +
+    "on cpu), measured in the same run. The error is max |difference| over 16 sampled rows against the entry's float64 definition " +
+    '(for transformer-xl: the relative score with its seeded u, v, wR). State: the bytes the step returns as the next state.\n\n' +
+    `${recurrenceTable(rows)}\n`;
+  writeFileSync(`${out}/recurrence.md`, md);
+  writeFileSync(`${out}/recurrence.json`, JSON.stringify({ date: new Date().toISOString(), runs, memLength, rows }, null, 2));
+  console.log(`\n${md}\nwritten: ${out}/recurrence.md, ${out}/recurrence.json`);
 }
 
 if (suites.includes('strategies')) {

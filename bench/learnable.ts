@@ -13,7 +13,7 @@ import { catalogEntry } from '../src/index.js';
 import { denseAttention } from '../src/variants/baseline/dense.js';
 import { intermediateBytes, makeQKV, medianMs, mib, sampledError, startBackends } from './common.js';
 import { lshAllowed } from '../test/specs/lsh.js';
-import { sinkhornDefinitionError } from './entries.js';
+import { routingDefinitionError, sinkhornDefinitionError } from './entries.js';
 
 type QKV = { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D };
 
@@ -33,6 +33,11 @@ export interface LearnableEntry {
 const normalizedRows = (t: tf.Tensor4D) => tf.tidy(() => tf.div(t, tf.maximum(tf.norm(t, 'euclidean', 3, true), 1e-30)) as tf.Tensor4D);
 
 export const LEARNABLE_ENTRIES: LearnableEntry[] = [
+  {
+    id: 'routing',
+    config: (n) => ({ clusters: Math.ceil(n / 256), window: 256, heads: 1, dim: 64 }),
+    definitionError: (config, x, out) => routingDefinitionError(config, x, out),
+  },
   {
     id: 'sinkhorn',
     config: (n) => ({ block: 64, maxLength: n, headDim: 64 }),

@@ -27,7 +27,9 @@ import { meta as sparseTransformerMeta } from './variants/combined/sparse-transf
 import { meta as axialMeta } from './variants/combined/axial.meta.js';
 import { meta as bigBirdMeta } from './variants/combined/big-bird.meta.js';
 import { meta as lshMeta } from './variants/learnable/lsh.meta.js';
+import { meta as routingMeta } from './variants/learnable/routing.meta.js';
 import { meta as sinkhornMeta } from './variants/learnable/sinkhorn.meta.js';
+import { meta as transformerXLMeta } from './variants/recurrence/transformer-xl.meta.js';
 import { meta as longformerMeta } from './variants/side-memory/longformer.meta.js';
 import { meta as etcMeta } from './variants/side-memory/etc.meta.js';
 import { meta as linformerMeta } from './variants/memory-saving/linformer.meta.js';
@@ -60,7 +62,9 @@ export const catalog: readonly CatalogEntry[] = [
   /* @__PURE__ */ entry(axialMeta, () => import('./variants/combined/axial.js')),
   /* @__PURE__ */ entry(bigBirdMeta, () => import('./variants/combined/big-bird.js')),
   /* @__PURE__ */ entry(lshMeta, () => import('./variants/learnable/lsh.js')),
+  /* @__PURE__ */ entry(routingMeta, () => import('./variants/learnable/routing.js')),
   /* @__PURE__ */ entry(sinkhornMeta, () => import('./variants/learnable/sinkhorn.js')),
+  /* @__PURE__ */ entry(transformerXLMeta, () => import('./variants/recurrence/transformer-xl.js')),
   /* @__PURE__ */ entry(longformerMeta, () => import('./variants/side-memory/longformer.js')),
   /* @__PURE__ */ entry(etcMeta, () => import('./variants/side-memory/etc.js')),
   /* @__PURE__ */ entry(linformerMeta, () => import('./variants/memory-saving/linformer.js')),

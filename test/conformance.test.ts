@@ -111,15 +111,15 @@ describe.each(backends)('backend %s', (backend) => {
                 const noise = seededTensor(orig.shape, seed, 3);
                 return tf.add(tf.mul(orig, mask), tf.mul(noise, tf.sub(1, mask))) as tf.Tensor4D;
               });
-            // Shared-QK (lsh): the keys are the queries, and the future ones decide the sorted
-            // order, hence the chunks, of past positions too (Reformer's hashing sees the whole
-            // sequence); what causality promises there is that no future value reaches a past row.
-            const k2 = c.sharedQK ? x.k : perturb(x.k, c.seed + 7);
+            // Entries that route on keys (lsh's shared-QK hashing, routing's per-cluster top-w):
+            // future keys decide which past keys a query attends; what causality promises there is
+            // that no future value reaches a past row (VariantSpec.routesOnKeys).
+            const k2 = spec.routesOnKeys ? x.k : perturb(x.k, c.seed + 7);
             const v2 = perturb(x.v, c.seed + 8);
             try {
               const a = await runCase(attn, x, c);
               const b = await runCase(attn, { q: x.q, k: k2, v: v2, dispose() {} }, c);
-              if (k2 === x.k && !c.sharedQK) throw new Error('internal: keys not perturbed');
+              if (k2 === x.k && !spec.routesOnKeys) throw new Error('internal: keys not perturbed');
               const dv = c.dv;
               for (let bb = 0; bb < c.batch; bb++)
                 for (let h = 0; h < c.heads; h++)

@@ -23,6 +23,7 @@ import { tourEntries } from '../bench/entries.js';
 import { PATTERN_CONFIGS } from '../bench/patterns.js';
 import { KERNELIZED_ENTRIES } from '../bench/kernelized.js';
 import { LEARNABLE_ENTRIES } from '../bench/learnable.js';
+import { RECURRENCE_ENTRIES } from '../bench/recurrence.js';
 
 const root = resolve(import.meta.dirname, '..');
 const read = (p: string) => readFileSync(join(root, p), 'utf8');
@@ -142,14 +143,15 @@ describe('the tour and the bench', () => {
     expect(Object.keys(tourEntries).sort()).toEqual([...ids].sort());
   });
 
-  it('every sub-quadratic entry is in exactly one bench suite against dense (patterns, kernelized or learnable)', () => {
+  it('every sub-quadratic entry is in exactly one bench suite against dense (patterns, kernelized, learnable or recurrence)', () => {
     const patterns = Object.keys(PATTERN_CONFIGS);
     const kernelized = KERNELIZED_ENTRIES.map((e) => e.id);
     const learnable = LEARNABLE_ENTRIES.map((e) => e.id);
-    for (const id of [...patterns, ...kernelized, ...learnable]) expect(ids, `bench suite entry '${id}' is a catalog id`).toContain(id);
+    const recurrence = RECURRENCE_ENTRIES.map((e) => e.id);
+    for (const id of [...patterns, ...kernelized, ...learnable, ...recurrence]) expect(ids, `bench suite entry '${id}' is a catalog id`).toContain(id);
     const denseTime = catalog.find((e) => e.id === 'dense')!.complexity.time;
     for (const e of catalog) {
-      const suites = [patterns, kernelized, learnable].filter((s) => s.includes(e.id)).length;
+      const suites = [patterns, kernelized, learnable, recurrence].filter((s) => s.includes(e.id)).length;
       expect(suites, `${e.id}: bench suites holding it`).toBe(e.complexity.time === denseTime ? 0 : 1);
     }
     for (const e of catalog.filter((x) => x.capabilities.pattern)) expect(patterns, `bench/patterns.ts has '${e.id}' (a pattern variant)`).toContain(e.id);

@@ -30,7 +30,7 @@ describe.each(backends)('backend %s', (backend) => {
         ? [
             { path: 'kernel', name: 'kernel' },
             { path: 'kernel', name: 'kernel, rows', strategy: 'rows' },
-            { path: 'kernel', name: 'kernel, tiled, staged', strategy: 'tiled', stage: true },
+            ...(spec.kernelStrategies ?? ['tiled']).filter((s) => s === 'tiled').map((strategy) => ({ path: 'kernel' as const, name: 'kernel, tiled, staged', strategy, stage: true })),
             { path: 'composite', name: 'composite' },
           ]
         : [{ path: 'composite', name: 'composite' }];

@@ -87,8 +87,9 @@ export async function poisonCheck(
   try {
     const clean = await run(kHost, vHost);
     // With shared QK future keys are future queries, whose hashes decide the chunks of past
-    // positions: only padding is poisoned in them; future values still are.
-    const dirty = await run(poisoned(c, c.sharedQK ? { ...p, future: null } : p, 'k', kHost, c.d), poisoned(c, p, 'v', vHost, c.dv));
+    // positions (and routing picks clusters' keys among all real keys): only padding is poisoned
+    // in the keys there; future values still are.
+    const dirty = await run(poisoned(c, spec.routesOnKeys ? { ...p, future: null } : p, 'k', kHost, c.d), poisoned(c, p, 'v', vHost, c.dv));
     // Rows that may see a poisoned future key: positions at or past it.
     const rows = p.future === null ? c.n : Math.min(c.n, Math.max(0, p.future - (c.m - c.n)));
     for (let b = 0; b < c.batch; b++)

@@ -3,7 +3,9 @@ import { multiQuerySpec } from './multi-query.js';
 import { axialSpec } from './axial.js';
 import { bigBirdSpec } from './big-bird.js';
 import { lshSpec } from './lsh.js';
+import { routingSpec } from './routing.js';
 import { sinkhornSpec } from './sinkhorn.js';
+import { transformerXLSpec } from './transformer-xl.js';
 import { blockwiseSpec } from './blockwise.js';
 import { compressedSpec } from './compressed.js';
 import { dilatedSpec } from './dilated.js';
@@ -31,7 +33,9 @@ export const specs: Record<string, VariantSpec> = {
   axial: axialSpec,
   'big-bird': bigBirdSpec,
   lsh: lshSpec,
+  routing: routingSpec,
   sinkhorn: sinkhornSpec,
+  'transformer-xl': transformerXLSpec,
   longformer: longformerSpec,
   etc: etcSpec,
   linformer: linformerSpec,

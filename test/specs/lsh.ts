@@ -166,6 +166,8 @@ export const lshSpec: VariantSpec = {
   cases: lshCases,
   reference: (q, _k, v, c) => referenceWeighted(q, normalized(q), v, 1 / Math.sqrt(c.d), lshAllowed(q, c)),
   causal: (c) => !!c.config.causal,
+  // Shared QK: future queries are future keys, hashed into the sorted order of past positions.
+  routesOnKeys: true,
   convexCombination: true,
   growth: { kernel: 'linear', composite: 'linear' },
   memoryCase: (n, seed) => ({ config: { bucketSize: 16, hashes: 2, seed }, batch: 1, heads: 2, kvHeads: 2, n, m: n, d: 16, dv: 16, keyLength: null, seed, sharedQK: true }),

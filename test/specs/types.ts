@@ -61,4 +61,16 @@ export interface VariantSpec {
   badConfigs: fc.Arbitrary<Record<string, unknown>>;
   /** Whether a fused kernel exists (then kernel == composite runs on webgpu). */
   fused: boolean;
+  /**
+   * The flash strategies its fused path runs (default both): Transformer-XL's relative score
+   * modifier runs one row per invocation, and an explicit `'tiled'` is an AttentionError there.
+   */
+  kernelStrategies?: readonly ('rows' | 'tiled')[];
+  /**
+   * Whether future keys' *contents* decide which past keys a query attends (routing picks each
+   * cluster's keys among all real keys; LSH's shared-QK hashes future queries into the sorted
+   * order): then causality promises that no future *value* reaches a past row, and the
+   * no-look-ahead and padding properties perturb future values only.
+   */
+  routesOnKeys?: boolean;
 }
