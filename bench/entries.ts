@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Attention } from '../src/core/types.js';
 import { sampledError } from './common.js';
 import { logElu1 } from '../test/specs/kernelized-reference.js';
-import { sampledKernelizedError, spanWeight } from './kernelized.js';
+import { sampledKernelizedError, setTransformerDefinitionError, spanWeight } from './kernelized.js';
 import { lshAllowed } from '../test/specs/lsh.js';
 import { referenceSinkhorn } from '../test/specs/sinkhorn.js';
 import { referenceRouting } from '../test/specs/routing.js';
@@ -105,6 +105,7 @@ export const tourEntries: Record<string, TourEntry> = {
   },
   longformer: { config: () => ({ window: 128, global: [0, 1, 2, 3, 4, 5, 6, 7] }), weight: patternWeight, errorAgainst: 'definition' },
   etc: { config: () => ({ globalTokens: 16, radius: 128 }), weight: patternWeight, errorAgainst: 'definition' },
+  'set-transformer': { config: (_n, heads) => ({ inducingPoints: 32, heads, headDim: 64 }), errorAgainst: 'definition', error: (a, x, out) => setTransformerDefinitionError(a, x, out) },
   linformer: { config: (n) => ({ k: 256, maxLength: n }), errorAgainst: 'dense' },
   linear: {
     config: () => ({ causal: true }),

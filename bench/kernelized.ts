@@ -1,5 +1,5 @@
 /**
- * `linear`, `performer`, `linformer` and `adaptive-span` from n = 1024 to 16384 (batch 1, 1 head,
+ * `linear`, `performer`, `linformer`, `set-transformer` and `adaptive-span` from n = 1024 to 16384 (batch 1, 1 head,
  * d = dv = 64): median time, intermediate bytes, the error against exact dense softmax attention
  * (same causality; sampled rows, float64) and the error against each entry's own definition
  * (sampled rows, float64, with the variant's own random features / projections / spans), next to
@@ -16,6 +16,18 @@ import { denseAttention } from '../src/variants/baseline/dense.js';
 import { applier, intermediateBytes, makeQKV, medianMs, mib, sampledError, startBackends } from './common.js';
 // The float64 feature maps are the conformance suite's (one reference for tests and bench).
 import { logElu1, logFavor, type LogFeatureMap as LogFeatures } from '../test/specs/kernelized-reference.js';
+import { referenceSetTransformer } from '../test/specs/set-transformer.js';
+import { maxAbsDiff, toHost } from '../test/reference.js';
+
+/** `set-transformer` against its float64 definition, with the instance's own inducing points and scale: every output row (the reference is O((n + m)·mi·d)). Used by the suite and the tour. */
+export async function setTransformerDefinitionError(attn: Attention<unknown>, x: { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D }, out: tf.Tensor4D): Promise<number> {
+  const inducing = (await (attn as unknown as { inducing: tf.Tensor3D }).inducing.array()) as number[][][];
+  const scale = (attn.config as { scale?: number }).scale;
+  const [q, k, v, o] = await Promise.all([x.q, x.k, x.v, out].map((t) => toHost(t)));
+  const [B, H, n, d] = x.q.shape;
+  const c = { config: scale === undefined ? { inducing } : { inducing, scale }, batch: B, heads: H, kvHeads: x.k.shape[1], n, m: x.k.shape[2], d, dv: x.v.shape[3], keyLength: null, seed: 0 };
+  return maxAbsDiff(o.data, referenceSetTransformer(q, k, v, c).data);
+}
 
 /**
  * Max |output − float64 kernelized attention| over `rows` sampled query rows of every (batch,
@@ -139,6 +151,7 @@ export const KERNELIZED_ENTRIES: Entry[] = [
       }
     },
   },
+  { id: 'set-transformer', label: 'set-transformer (mi = 32)', causal: false, config: () => ({ inducingPoints: 32, heads: 1, headDim: 64 }), own: (a, x, out) => setTransformerDefinitionError(a, x, out) },
   {
     id: 'adaptive-span',
     label: `adaptive-span (S = ${S}, R = ${R}, z = S/2, causal)`,

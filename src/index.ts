@@ -32,6 +32,7 @@ import { meta as sinkhornMeta } from './variants/learnable/sinkhorn.meta.js';
 import { meta as transformerXLMeta } from './variants/recurrence/transformer-xl.meta.js';
 import { meta as longformerMeta } from './variants/side-memory/longformer.meta.js';
 import { meta as etcMeta } from './variants/side-memory/etc.meta.js';
+import { meta as setTransformerMeta } from './variants/side-memory/set-transformer.meta.js';
 import { meta as linformerMeta } from './variants/memory-saving/linformer.meta.js';
 import { meta as linearMeta } from './variants/kernelized/linear.meta.js';
 import { meta as performerMeta } from './variants/kernelized/performer.meta.js';
@@ -67,6 +68,7 @@ export const catalog: readonly CatalogEntry[] = [
   /* @__PURE__ */ entry(transformerXLMeta, () => import('./variants/recurrence/transformer-xl.js')),
   /* @__PURE__ */ entry(longformerMeta, () => import('./variants/side-memory/longformer.js')),
   /* @__PURE__ */ entry(etcMeta, () => import('./variants/side-memory/etc.js')),
+  /* @__PURE__ */ entry(setTransformerMeta, () => import('./variants/side-memory/set-transformer.js')),
   /* @__PURE__ */ entry(linformerMeta, () => import('./variants/memory-saving/linformer.js')),
   /* @__PURE__ */ entry(linearMeta, () => import('./variants/kernelized/linear.js')),
   /* @__PURE__ */ entry(performerMeta, () => import('./variants/kernelized/performer.js')),

@@ -10,6 +10,7 @@ import { blockwiseSpec } from './blockwise.js';
 import { compressedSpec } from './compressed.js';
 import { dilatedSpec } from './dilated.js';
 import { etcSpec } from './etc.js';
+import { setTransformerSpec } from './set-transformer.js';
 import { localSpec } from './local.js';
 import { longformerSpec } from './longformer.js';
 import { sparseTransformerSpec } from './sparse-transformer.js';
@@ -38,6 +39,7 @@ export const specs: Record<string, VariantSpec> = {
   'transformer-xl': transformerXLSpec,
   longformer: longformerSpec,
   etc: etcSpec,
+  'set-transformer': setTransformerSpec,
   linformer: linformerSpec,
   linear: linearSpec,
   performer: performerSpec,
