@@ -78,7 +78,7 @@ import { deviceParams } from '../../../kernels/flash/device_params.js';
 import { add, bindRule, compileRule, H, J, le, mul, P, param, sub, table, type BoundRule, type RuleDecl } from '../../../kernels/flash/rule.js';
 import { DISPATCH_OVERHEAD_BYTES, LOOP_BUDGET, padCopyBytes, planningLimits } from '../../../kernels/shared/limits.js';
 import { routingCombine, routingCombineBytes, ROUTING_COMBINE_MAX } from '../../../kernels/routing/combine.js';
-import { finiteKV, poisonRows } from '../../../kernels/shared/finite.js';
+import { finiteKV, finiteKVBytes, poisonRows } from '../../../kernels/shared/finite.js';
 import { meta } from './routing.meta.js';
 
 export { meta };
@@ -542,7 +542,9 @@ export class RoutingAttention implements Attention<ResolvedRoutingConfig> {
       // One chunk's scores, masks, exp and probabilities with its slices, the per-chunk outputs and
       // their concatenation, the position tables.
       const fc = Math.min(f, this.compositeChunk(wq, wk));
-      attend = fc * wq * wk * (F * 6 + 4) + fc * (wq + wk) * (d + dv) * F + 2 * f * wq * dv * F + 2 * idx;
+      // The finite copies of the chunk's keys and values and the rows marked NaN where a weighed key was not finite.
+      const finite = finiteKVBytes(fc, wk, d, dv) + 3 * fc * wq * (dv + 1) * F;
+      attend = fc * wq * wk * (F * 6 + 4) + fc * (wq + wk) * (d + dv) * F + 2 * f * wq * dv * F + 2 * idx + finite;
     } else {
       const fd = this.foldDims(dims, wq, wk);
       const bound = this.boundRule(dims, wq, wk, keyLength);
