@@ -143,12 +143,16 @@ export interface FlashOptions {
 }
 
 /** Plans a call (checks every device limit; throws AttentionError before any dispatch). */
-export function planFor(dims: Dims, opts: Pick<FlashOptions, 'layout' | 'rule' | 'strategy'> & { relative?: boolean }, limits: KernelLimits = activeKernelLimits()): FlashPlan {
+export function planFor(
+  dims: Dims,
+  opts: Pick<FlashOptions, 'layout' | 'rule' | 'strategy'> & { relative?: boolean; rowsOnly?: string },
+  limits: KernelLimits = activeKernelLimits(),
+): FlashPlan {
   const layout = opts.layout;
   return planFlash(dims, limits, {
     strategy: opts.strategy,
     ruleStrides: !!opts.rule?.strides,
-    relative: !!opts.relative,
+    rowsOnly: opts.relative ? 'the relative score modifier runs one query row per invocation' : opts.rowsOnly,
     layout: layout ? layoutShape(layout) : undefined,
     extraBindings: (layout ? 2 : 0) + (opts.rule?.params || opts.rule?.paramsTensor ? 1 : 0) + (opts.relative ? 2 : 0),
   });

@@ -93,11 +93,19 @@ export function foldedDims(dims: Dims): Dims {
   return { batch: 1, heads: rows, kvHeads: rows, group: 1, n: dims.n, m: dims.n, d: dims.d, dv: dims.dv };
 }
 
+/**
+ * LSH runs the per-row strategy: in headless Chromium (SwiftShader) the tiled program with the
+ * multi-round rule (2 or more hashes: nested device-table reads per lane) loses the WebGPU
+ * instance; on llvmpipe both strategies take the same time for LSH (n = 8192, c = 64, 2 hashes:
+ * about 0.42–0.45 s each).
+ */
+const LSH_ROWS_ONLY = 'lsh runs one query row per invocation';
+
 /** Plans the fused rounds (checks every device limit before anything is dispatched). */
 export function planLsh(dims: Dims, o: LshOptions): { plan: FlashPlan; layout: BlockLayout } {
   const layout = chunkLayout(dims.n, o.bucketSize);
   const rule = kernelRule(dims, o, 0, null);
-  return { plan: planFor(foldedDims(dims), { layout, rule, strategy: o.strategy }), layout };
+  return { plan: planFor(foldedDims(dims), { layout, rule, strategy: o.strategy, rowsOnly: LSH_ROWS_ONLY }), layout };
 }
 
 /** Every table the rule reads lives on the device, `len` entries each. */

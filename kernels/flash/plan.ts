@@ -51,8 +51,12 @@ export interface PlanOptions {
   strategy?: KernelStrategy;
   /** Whether every key the element rule allows lies on a stride's lattice (it steers `'auto'`). */
   ruleStrides?: boolean;
-  /** A relative-position score modifier (Transformer-XL): the per-row strategy only. */
-  relative?: boolean;
+  /**
+   * Why this call runs the per-row strategy only (an explicit `'tiled'` then throws
+   * AttentionError with this reason), or undefined. Transformer-XL's relative score modifier
+   * exists in the per-row program only.
+   */
+  rowsOnly?: string;
 }
 
 /** A planned dispatch. */
@@ -145,10 +149,8 @@ export function planFlash(dims: Dims, limits: KernelLimits, opts: PlanOptions = 
     );
   }
   const pads = { dPad, dvPad };
-  if (opts.relative) {
-    if (strategy === 'tiled') {
-      throw new AttentionError('options.kernelStrategy', "'rows' or 'auto' (the relative score modifier runs one query row per invocation)", "'tiled'");
-    }
+  if (opts.rowsOnly) {
+    if (strategy === 'tiled') throw new AttentionError('options.kernelStrategy', `'rows' or 'auto' (${opts.rowsOnly})`, "'tiled'");
     return planWith(dims, limits, opts, pads, null);
   }
   if (strategy === 'tiled') return planWith(dims, limits, opts, pads, tileShape);

@@ -18,6 +18,7 @@ import { maxAbsDiff, referenceDense, referenceWeighted, seededTensor, toHost } f
 import { specs } from '../specs/index.js';
 import { poisonCheck } from '../poison.js';
 import { setTileStaging } from '../../kernels/flash/plan.js';
+import { AttentionError } from '../../src/core/errors.js';
 import type { KernelStrategy } from '../../src/core/types.js';
 
 /**
@@ -69,6 +70,15 @@ async function catalogErrors(kernelStrategy?: KernelStrategy): Promise<Record<st
         const x = makeInputs(c);
         try {
           const [qh, kh, vh] = await Promise.all([toHost(x.q), toHost(x.k), toHost(x.v)]);
+          // An entry whose fused path runs one strategy (spec.kernelStrategies) must refuse the other.
+          if (kernelStrategy && kernelStrategy !== 'auto' && !(spec.kernelStrategies ?? ['rows', 'tiled']).includes(kernelStrategy)) {
+            const refused = await runCase(attn, x, c, 'kernel', kernelStrategy).then(
+              () => false,
+              (e) => e instanceof AttentionError,
+            );
+            if (!refused) throw new Error(`'${kernelStrategy}' was not refused with AttentionError`);
+            continue;
+          }
           const got = await runCase(attn, x, c, kernelStrategy ? 'kernel' : 'auto', kernelStrategy);
           worst = Math.max(worst, maxAbsDiff(got.data, spec.reference(qh, kh, vh, c).data));
         } finally {

@@ -183,4 +183,5 @@ export const lshSpec: VariantSpec = {
     fc.record({ window: fc.integer() }),
   ),
   fused: true,
+  kernelStrategies: ['rows'],
 };

@@ -215,7 +215,7 @@ export class LshAttention implements Attention<ResolvedLshConfig> {
     if (path === 'kernel') {
       const o = this.options(dims);
       const fd = foldedDims(dims);
-      const plan = planFor(fd, { layout: chunkLayout(n, c), rule: null }, planningLimits());
+      const plan = planFor(fd, { layout: chunkLayout(n, c), rule: null, rowsOnly: 'lsh' }, planningLimits());
       const width = plan.dvPad + 4;
       const partial = rows * plan.splits * n * width * f;
       const tables = 2 * 3 * nh * rows * n * f + nh * rows * n * f;
