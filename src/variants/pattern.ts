@@ -170,7 +170,18 @@ export abstract class PatternAttention<C extends PatternBaseConfig> implements A
     }
     const layout = deriveLayout(bound, n, m, this.config.causal, this.block(n, m));
     // Where every visited run is full the kernel needs no rule: one pipeline for all such patterns.
-    return { layout, rule: layoutAllFull(layout) ? null : elementRuleOf(bound) };
+    if (layoutAllFull(layout)) return { layout, rule: null };
+    const rule = elementRuleOf(bound);
+    return { layout, rule: this.rowsPreferred ? { ...rule, strides: true } : rule };
+  }
+
+  /**
+   * Whether `kernelStrategy: 'auto'` should run one query row per invocation although the rule
+   * is not a pure lattice (see `chooseStrategy`): a variant whose lattice part is as large as the
+   * rest, measured faster on rows (bench/results/strategies.md). Default false.
+   */
+  protected get rowsPreferred(): boolean {
+    return false;
   }
 
   /** The composite's parts (disjoint, union = the pattern) for this size (derived from the rule). */

@@ -60,6 +60,16 @@ export class AxialAttention extends PatternAttention<Resolved> {
     return { cols: this.config.shape[1] };
   }
 
+  /**
+   * 'auto' runs the per-row strategy: the column part (a lattice of stride cols) is as large as
+   * the row band, and a tile's four rows walk the union of their four column lattices; rows took
+   * 0.86–0.89 of tiled's time at n = 1024 and 4096 (bench/results/strategies.md), tiled 1.33–1.57×
+   * the pre-v2 per-row kernel (bench/results/patterns-before-after.md).
+   */
+  protected override get rowsPreferred(): boolean {
+    return true;
+  }
+
   protected override block(): number {
     const c = this.config.shape[1];
     return c >= 8 && c <= 128 ? c : 64;
