@@ -103,6 +103,7 @@ export const tourEntries: Record<string, TourEntry> = {
       return worst;
     },
   },
+  compressive: { config: () => ({ memLength: 512, compressedLength: 128, rate: 4, fn: 'mean' }), weight: (_a, n, m) => causalWeight(true, n, m), errorAgainst: 'definition' },
   longformer: { config: () => ({ window: 128, global: [0, 1, 2, 3, 4, 5, 6, 7] }), weight: patternWeight, errorAgainst: 'definition' },
   etc: { config: () => ({ globalTokens: 16, radius: 128 }), weight: patternWeight, errorAgainst: 'definition' },
   'set-transformer': { config: (_n, heads) => ({ inducingPoints: 32, heads, headDim: 64 }), errorAgainst: 'definition', error: (a, x, out) => setTransformerDefinitionError(a, x, out) },

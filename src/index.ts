@@ -30,6 +30,7 @@ import { meta as lshMeta } from './variants/learnable/lsh.meta.js';
 import { meta as routingMeta } from './variants/learnable/routing.meta.js';
 import { meta as sinkhornMeta } from './variants/learnable/sinkhorn.meta.js';
 import { meta as transformerXLMeta } from './variants/recurrence/transformer-xl.meta.js';
+import { meta as compressiveMeta } from './variants/recurrence/compressive.meta.js';
 import { meta as longformerMeta } from './variants/side-memory/longformer.meta.js';
 import { meta as etcMeta } from './variants/side-memory/etc.meta.js';
 import { meta as setTransformerMeta } from './variants/side-memory/set-transformer.meta.js';
@@ -66,6 +67,7 @@ export const catalog: readonly CatalogEntry[] = [
   /* @__PURE__ */ entry(routingMeta, () => import('./variants/learnable/routing.js')),
   /* @__PURE__ */ entry(sinkhornMeta, () => import('./variants/learnable/sinkhorn.js')),
   /* @__PURE__ */ entry(transformerXLMeta, () => import('./variants/recurrence/transformer-xl.js')),
+  /* @__PURE__ */ entry(compressiveMeta, () => import('./variants/recurrence/compressive.js')),
   /* @__PURE__ */ entry(longformerMeta, () => import('./variants/side-memory/longformer.js')),
   /* @__PURE__ */ entry(etcMeta, () => import('./variants/side-memory/etc.js')),
   /* @__PURE__ */ entry(setTransformerMeta, () => import('./variants/side-memory/set-transformer.js')),

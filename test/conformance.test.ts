@@ -168,6 +168,40 @@ describe.each(backends)('backend %s', (backend) => {
         );
       });
 
+      if (spec.steps) it('segments stepped from initState equal the float64 recurrence over the concatenated sequence', async () => {
+        const steps = spec.steps!;
+        type Stateful = { initState(batch: number): unknown; step(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, state: unknown): { output: tf.Tensor4D; state: unknown } };
+        const free = (s: unknown) => {
+          const st = s as { dispose?: () => void; k?: tf.Tensor; v?: tf.Tensor };
+          if (st.dispose) st.dispose();
+          else [st.k, st.v].forEach((t) => t?.dispose());
+        };
+        await fc.assert(
+          fc.asyncProperty(spec.cases, fc.integer({ min: 3, max: 4 }), async (c0, count) => {
+            const c = steps.segment(c0);
+            const attn = spec.make(c.config) as unknown as Stateful & { dispose(): void };
+            const segs = Array.from({ length: count }, (_, s) => makeInputs({ ...c, seed: c.seed + 17 * s }));
+            try {
+              const hosts = await Promise.all(segs.map(async (x) => ({ q: await toHost(x.q), k: await toHost(x.k), v: await toHost(x.v) })));
+              const want = steps.reference(hosts, c);
+              let state = attn.initState(c.batch);
+              for (let s = 0; s < count; s++) {
+                const r = await withGpuErrorScope(async () => attn.step(segs[s].q, segs[s].k, segs[s].v, state));
+                state = r.state;
+                const got = await toHost(r.output);
+                r.output.dispose();
+                expect(maxAbsDiff(got.data, want[s].data), `segment ${s}: ${describeCase(c)}`).toBeLessThan(TOL);
+              }
+              free(state);
+            } finally {
+              segs.forEach((x) => x.dispose());
+              attn.dispose();
+            }
+          }),
+          { numRuns: Math.max(4, Math.floor(RUNS / 2)) },
+        );
+      });
+
       it('leaks no tensor (numTensors after = before + output)', async () => {
         await fc.assert(
           fc.asyncProperty(spec.cases, async (c) => {

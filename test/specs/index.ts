@@ -6,6 +6,7 @@ import { lshSpec } from './lsh.js';
 import { routingSpec } from './routing.js';
 import { sinkhornSpec } from './sinkhorn.js';
 import { transformerXLSpec } from './transformer-xl.js';
+import { compressiveSpec } from './compressive.js';
 import { blockwiseSpec } from './blockwise.js';
 import { compressedSpec } from './compressed.js';
 import { dilatedSpec } from './dilated.js';
@@ -37,6 +38,7 @@ export const specs: Record<string, VariantSpec> = {
   routing: routingSpec,
   sinkhorn: sinkhornSpec,
   'transformer-xl': transformerXLSpec,
+  compressive: compressiveSpec,
   longformer: longformerSpec,
   etc: etcSpec,
   'set-transformer': setTransformerSpec,

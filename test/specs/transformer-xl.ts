@@ -182,4 +182,8 @@ export const transformerXLSpec: VariantSpec = {
   ),
   fused: true,
   kernelStrategies: ['rows'],
+  steps: {
+    segment: (c) => ({ ...c, m: c.n, keyLength: null }),
+    reference: (segments, c) => referenceXLSegments(segments.map((s) => s.q), segments.map((s) => s.k), segments.map((s) => s.v), c),
+  },
 };

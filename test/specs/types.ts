@@ -73,4 +73,15 @@ export interface VariantSpec {
    * no-look-ahead and padding properties perturb future values only.
    */
   routesOnKeys?: boolean;
+  /**
+   * Stateful entries (`initState(batch)`, `step(q, k, v, state) -> { output, state }`): the
+   * conformance suite steps several segments from `initState` and compares every output with
+   * this float64 simulation of the whole recurrence over the concatenated sequence.
+   */
+  steps?: {
+    /** The case as one segment (m = n and whatever else a segment needs); keyLength null. */
+    segment(c: Case): Case;
+    /** Outputs of the segments stepped in order from an empty state. */
+    reference(segments: { q: Host4; k: Host4; v: Host4 }[], c: Case): Host4[];
+  };
 }
