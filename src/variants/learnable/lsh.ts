@@ -47,10 +47,9 @@ import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Problem } from '../../core/types.js';
 import { checkBaseConfig, checkInt, problemDims, problemPath, validateCall } from '../../core/validate.js';
 import { bucketingBytes, hashBuckets, realPositions, sortBuckets } from '../../../kernels/flash/lsh_bucket.js';
-import { lshComposite, lshKernel, planLsh, type LshOptions } from '../../../kernels/flash/lsh.js';
 import { padCopyBytes, planningLimits, DISPATCH_OVERHEAD_BYTES } from '../../../kernels/shared/limits.js';
 import { planFor } from '../../../kernels/flash/kernel.js';
-import { chunkLayout, foldedDims } from '../../../kernels/flash/lsh.js';
+import { chunkLayout, foldedDims, lshComposite, lshKernel, planLsh, type LshOptions } from '../../../kernels/flash/lsh.js';
 import { meta } from './lsh.meta.js';
 
 export { meta };
@@ -213,7 +212,6 @@ export class LshAttention implements Attention<ResolvedLshConfig> {
     const common = rows * n * f * (4 * d + 3 * dv + 10) + bucketingBytes(rows, n, d, nh, nb) + rotations;
     let rounds: number;
     if (path === 'kernel') {
-      const o = this.options(dims);
       const fd = foldedDims(dims);
       const plan = planFor(fd, { layout: chunkLayout(n, c), rule: null, rowsOnly: 'lsh' }, planningLimits());
       const width = plan.dvPad + 4;
@@ -223,13 +221,12 @@ export class LshAttention implements Attention<ResolvedLshConfig> {
       // rows, transposed, gathered back and transposed again; all rounds concatenated and merged.
       const perRound = rows * n * f * (2 * d + dv) + padCopyBytes(fd, plan.dPad, plan.dvPad) + tables + 4 * partial;
       rounds = nh * perRound + nh * partial + rows * n * f * (2 * plan.dvPad + 8) + (nh + 2) * 4 * DISPATCH_OVERHEAD_BYTES;
-      void o;
     } else {
       const padded = Math.ceil(n / c) * c;
       const pair = rows * padded * 2 * c * f;
       // Per round: the masks and scores [n, 2c] (about 20 such tensors, 6 more per earlier round),
       // the chunked q, k, v with their shifted copies, the lookups, and the round's statistics.
-      const perRound = (r: number) => pair * (20 + 6 * r) + rows * padded * f * (2 * d + 5 * (d + dv) + 40 * c / c + 30);
+      const perRound = (r: number) => pair * (20 + 6 * r) + rows * padded * f * (2 * d + 5 * (d + dv) + 70);
       rounds = 0;
       for (let r = 0; r < nh; r++) rounds = Math.max(rounds, perRound(r));
       rounds += nh * rows * n * f * (dv + 4) + rows * n * f * (2 * dv + 12);
