@@ -32,7 +32,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { checkHostBudget } from '../../core/budget.js';
-import { resolveImplementation } from '../../core/dispatch.js';
+import { forwardOnlyKernel, recordingGradients, resolveImplementation } from '../../core/dispatch.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { AttentionError, show } from '../../core/errors.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Problem } from '../../core/types.js';
@@ -208,11 +208,8 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
     const { dims, implementation, keyLength, kernelStrategy } = validateCall(q, k, v, options);
     this.checkHeads(dims);
     const scale = this.config.scale ?? 1 / Math.sqrt(dims.d);
-    const recording = (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
-    if (recording && implementation === 'kernel') {
-      throw new AttentionError('options.implementation', "'auto' or 'composite' while gradients are recorded (the fused kernel is forward-only)", "'kernel'");
-    }
-    const path = recording ? 'composite' : resolveImplementation(implementation);
+    const recording = recordingGradients();
+    const path = resolveImplementation(forwardOnlyKernel(implementation));
     if (path === 'kernel') {
       const layout = this.bandLayout(dims.n, dims.m);
       const plan = planFor(dims, { layout, rule: this.rule(null), strategy: kernelStrategy });

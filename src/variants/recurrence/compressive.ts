@@ -82,6 +82,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { attendDense, attendDenseBytes, prepareDense } from '../../../kernels/flash/attend.js';
 import { DISALLOWED_SCORE } from '../../../kernels/shared/masking.js';
+import { forwardOnlyKernel, recordingGradients } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
@@ -225,8 +226,6 @@ export interface StepResult {
   state: CompressiveState;
 }
 
-const isTapeOn = () => (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
-
 /** Identity whose gradient is zero: the memories enter the gradient as constants. */
 const stopGradient = tf.customGrad(((x: tf.Tensor) => ({ value: tf.clone(x), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor) => tf.Tensor;
 
@@ -360,11 +359,7 @@ export class CompressiveAttention implements Attention<ResolvedCompressiveConfig
 
   /** The path: while tfjs records gradients, the composite ('kernel' then throws). */
   private pathFor(implementation: Implementation): Implementation {
-    if (!isTapeOn()) return implementation;
-    if (implementation === 'kernel') {
-      throw new AttentionError('options.implementation', "'auto' or 'composite' while gradients are recorded (the fused kernel is forward-only)", "'kernel'");
-    }
-    return 'composite';
+    return forwardOnlyKernel(implementation);
   }
 
   /**
@@ -379,7 +374,7 @@ export class CompressiveAttention implements Attention<ResolvedCompressiveConfig
     const { dims, implementation, keyLength, kernelStrategy } = validateCall(q, k, v, options);
     this.checkSegment(dims);
     const path = this.pathFor(implementation);
-    if (isTapeOn()) {
+    if (recordingGradients()) {
       const exists = keyExistence(dims.batch, [], dims.n, keyLength);
       try {
         return maskedAttention(q, k, v, exists, true, this.scaleFor(dims.d));
@@ -511,7 +506,7 @@ export class CompressiveAttention implements Attention<ResolvedCompressiveConfig
     const pastV = [st.compV, st.memV].filter((t): t is tf.Tensor4D => t !== null);
     // Plan (and so refuse) every attention call before anything is dispatched.
     let run: () => tf.Tensor4D;
-    if (isTapeOn()) {
+    if (recordingGradients()) {
       // Differentiable composite (masks as selections); the past slots are constants.
       const pastReal = st.compReal.map((f, b) => Uint8Array.from([...f, ...st.memReal[b]]));
       run = () =>
@@ -617,7 +612,7 @@ export class CompressiveAttention implements Attention<ResolvedCompressiveConfig
         compV = keep(tf.clone(compV!));
       }
       const lastQ = keep(tf.clone(q));
-      const recording = isTapeOn();
+      const recording = recordingGradients();
       const own = (t: tf.Tensor4D | null): tf.Tensor4D | null => {
         if (!t) return null;
         // Kept: a state outlives any tf.tidy (or optimizer.minimize) around the step; step and dispose() free it.

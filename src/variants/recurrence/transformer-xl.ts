@@ -35,7 +35,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { checkHostBudget } from '../../core/budget.js';
-import { resolveImplementation } from '../../core/dispatch.js';
+import { forwardOnlyKernel, resolveImplementation } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { checkOrigin, configFingerprint, decodeOrigin, nextIdentity } from '../../core/origin.js';
@@ -258,11 +258,7 @@ export class TransformerXLAttention implements Attention<ResolvedTransformerXLCo
 
   /** Checks and plans the call (before any dispatch); returns the attention over `[memory; segment]`. */
   private prepare(dims: Dims, implementation: Implementation, strategy: KernelStrategy, keyLength: number[] | tf.Tensor1D | null) {
-    const recording = (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
-    if (recording && implementation === 'kernel') {
-      throw new AttentionError('options.implementation', "'auto' or 'composite' while gradients are recorded (the fused kernel is forward-only)", "'kernel'");
-    }
-    const path = recording ? 'composite' : resolveImplementation(implementation);
+    const path = resolveImplementation(forwardOnlyKernel(implementation));
     const scale = this.config.scale ?? 1 / Math.sqrt(dims.d);
     const plan = path === 'kernel' ? planFor(dims, { strategy, relative: true }) : null;
     if (!plan) checkHostBudget('the transformer-xl composite', this.bytes(dims, 'composite', keyLength !== null));

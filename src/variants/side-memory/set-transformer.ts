@@ -55,7 +55,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../core/backend.js';
 import { checkHostBudget } from '../../core/budget.js';
-import { resolveImplementation } from '../../core/dispatch.js';
+import { forwardOnlyKernel, resolveImplementation } from '../../core/dispatch.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
@@ -184,11 +184,7 @@ export class SetTransformerAttention implements Attention<ResolvedSetTransformer
     this.lifetime.check(this.id);
     const { dims, implementation, keyLength, kernelStrategy } = validateCall(q, k, v, options);
     this.checkShape(dims);
-    const recording = (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
-    if (recording && implementation === 'kernel') {
-      throw new AttentionError('options.implementation', "'auto' or 'composite' while gradients are recorded (the fused kernel is forward-only)", "'kernel'");
-    }
-    const path = recording ? 'composite' : resolveImplementation(implementation);
+    const path = resolveImplementation(forwardOnlyKernel(implementation));
     const scale = this.config.scale ?? 1 / Math.sqrt(dims.d);
     const { first, second } = this.stageDims(dims);
     if (path === 'kernel') {
