@@ -64,3 +64,15 @@ export class SeededRandom {
     return out;
   }
 }
+
+/**
+ * Seeded convolution weights over groups of `c` positions (compressed's kernels, compressive's
+ * conv weights): `K [c, d, d]` then `V [c, dv, dv]`, standard normals scaled by 1/sqrt(c·dim),
+ * drawn in that order from one `SeededRandom(seed)`.
+ */
+export function seededConvWeights(c: number, d: number, dv: number, seed: number): { k: Float32Array; v: Float32Array } {
+  const rng = new SeededRandom(seed);
+  const k = rng.normals(c * d * d).map((x) => x / Math.sqrt(c * d));
+  const v = rng.normals(c * dv * dv).map((x) => x / Math.sqrt(c * dv));
+  return { k, v };
+}

@@ -259,3 +259,32 @@ export function ownMatrix(arg: MatrixArg): tf.Tensor2D {
   if (src instanceof tf.Tensor) return tf.clone(src);
   return tf.tidy(() => tf.add(tf.tensor2d(src, arg.shape, 'float32'), 0)) as tf.Tensor2D;
 }
+
+/**
+ * An explicit stack of `count` square matrices `[count, dim, dim]` (compressed's and
+ * compressive's convolution weights), checked and then copied to the host: a live float32
+ * tensor, or a rectangular nested array of finite numbers. `letter` names the count in messages
+ * (`[t, dim, dim]`), `unit` what one matrix is per (`one square matrix per offset in a block`).
+ * The shape is checked before any data is read.
+ */
+export function hostSquareStack(name: string, value: unknown, count: number, letter: string, unit: string): { data: Float32Array; dim: number } {
+  let shape: number[];
+  if (value instanceof tf.Tensor) {
+    if (value.isDisposed) throw new AttentionError(name, 'a live tensor', 'a disposed tensor');
+    if (value.dtype !== 'float32') throw new AttentionError(name, "dtype 'float32'", show(value.dtype));
+    shape = value.shape;
+  } else if (Array.isArray(value) && Array.isArray(value[0]) && Array.isArray(value[0][0])) {
+    const a = value as number[][][];
+    shape = [a.length, a[0].length, a[0][0].length];
+    if (a.some((m) => !Array.isArray(m) || m.length !== shape[1] || m.some((r) => !Array.isArray(r) || r.length !== shape[2]))) throw new AttentionError(name, `a rectangular [${letter}, dim, dim] array`, 'a ragged array');
+  } else {
+    throw new AttentionError(name, `a tf.Tensor or number[][][] of shape [${letter}, dim, dim]`, show(value));
+  }
+  if (shape.length !== 3 || shape[0] !== count || shape[1] !== shape[2] || shape[1] < 1) {
+    throw new AttentionError(name, `shape [${letter} = ${count}, dim, dim] (one square matrix per offset in a ${unit})`, `shape ${show(shape)}`);
+  }
+  if (value instanceof tf.Tensor) return { data: Float32Array.from(value.dataSync()), dim: shape[1] };
+  const flat = (value as unknown[][][]).flat(2);
+  if (flat.some((x) => typeof x !== 'number' || !Number.isFinite(x))) throw new AttentionError(name, 'finite numbers', 'a non-finite or non-number entry');
+  return { data: Float32Array.from(flat as number[]), dim: shape[1] };
+}

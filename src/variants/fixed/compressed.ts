@@ -31,9 +31,9 @@ import { Exec, freesOnDispose, type Val } from '../../../kernels/flash/sparse_co
 import { whereCopies } from '../../../kernels/shared/finite.js';
 import { buildPart, range } from '../../../kernels/flash/parts.js';
 import { AttentionError, show } from '../../core/errors.js';
-import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
+import { DEFAULT_SEED, seededConvWeights } from '../../core/rng.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Problem } from '../../core/types.js';
-import { checkInt, validateCall } from '../../core/validate.js';
+import { checkInt, hostSquareStack, validateCall } from '../../core/validate.js';
 import { checkHostBudget } from '../../core/budget.js';
 import { resolveImplementation } from '../../core/dispatch.js';
 import { Lifetime } from '../../core/lifecycle.js';
@@ -107,11 +107,7 @@ export class CompressedAttention implements Attention<Resolved> {
     const key = `${d},${dv}`;
     let w = this.seeded.get(key);
     if (!w) {
-      const t = this.config.stride;
-      const rng = new SeededRandom(this.config.seed);
-      const k = rng.normals(t * d * d).map((x) => x / Math.sqrt(t * d));
-      const v = rng.normals(t * dv * dv).map((x) => x / Math.sqrt(t * dv));
-      w = { k, v, d, dv };
+      w = { ...seededConvWeights(this.config.stride, d, dv, this.config.seed), d, dv };
       this.seeded.set(key, w);
     }
     return w;
@@ -283,28 +279,8 @@ export class CompressedAttention implements Attention<Resolved> {
   }
 }
 
-function hostKernel(name: string, value: unknown, t: number): { data: Float32Array; dim: number } {
-  let shape: number[];
-  if (value instanceof tf.Tensor) {
-    if (value.isDisposed) throw new AttentionError(name, 'a live tensor', 'a disposed tensor');
-    if (value.dtype !== 'float32') throw new AttentionError(name, "dtype 'float32'", show(value.dtype));
-    shape = value.shape;
-  } else if (Array.isArray(value) && Array.isArray(value[0]) && Array.isArray(value[0][0])) {
-    const a = value as number[][][];
-    shape = [a.length, a[0].length, a[0][0].length];
-    if (a.some((m) => !Array.isArray(m) || m.length !== shape[1] || m.some((r) => !Array.isArray(r) || r.length !== shape[2]))) throw new AttentionError(name, 'a rectangular [t, dim, dim] array', 'a ragged array');
-  } else {
-    throw new AttentionError(name, 'a tf.Tensor or number[][][] of shape [t, dim, dim]', show(value));
-  }
-  if (shape.length !== 3 || shape[0] !== t || shape[1] !== shape[2] || shape[1] < 1) {
-    throw new AttentionError(name, `shape [t = ${t}, dim, dim] (one square matrix per offset in a block)`, `shape ${show(shape)}`);
-  }
-  // Checked first, read after: a bad kernel is refused before its data is read.
-  if (value instanceof tf.Tensor) return { data: Float32Array.from(value.dataSync()), dim: shape[1] };
-  const flat = (value as unknown[][][]).flat(2);
-  if (flat.some((x) => typeof x !== 'number' || !Number.isFinite(x))) throw new AttentionError(name, 'finite numbers', 'a non-finite or non-number entry');
-  return { data: Float32Array.from(flat as number[]), dim: shape[1] };
-}
+/** An explicit `[t, dim, dim]` kernel, checked and copied to the host (nothing dispatched). */
+const hostKernel = (name: string, value: unknown, t: number) => hostSquareStack(name, value, t, 't', 'block');
 
 /**
  * Builds memory-compressed attention.

@@ -84,9 +84,9 @@ import { attendDense, attendDenseBytes, prepareDense } from '../../../kernels/fl
 import { DISALLOWED_SCORE } from '../../../kernels/shared/masking.js';
 import { forwardOnlyKernel, recordingGradients } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
-import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
+import { DEFAULT_SEED, seededConvWeights } from '../../core/rng.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
-import { checkBool, checkConfigKeys, checkInt, checkScale, problemDims, problemPath, validateCall } from '../../core/validate.js';
+import { checkBool, checkConfigKeys, checkInt, checkScale, hostSquareStack, problemDims, problemPath, validateCall } from '../../core/validate.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { meta } from './compressive.meta.js';
 
@@ -226,6 +226,7 @@ export interface StepResult {
   state: CompressiveState;
 }
 
+
 /** Identity whose gradient is zero: the memories enter the gradient as constants. */
 const stopGradient = tf.customGrad(((x: tf.Tensor) => ({ value: tf.clone(x), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor) => tf.Tensor;
 
@@ -235,14 +236,11 @@ function boolTensor(flags: ArrayLike<number>, shape: number[]): tf.Tensor {
 }
 
 /**
- * The seeded conv weights: `K [c, d, d]` then `V [c, dv, dv]`, normals scaled by 1/sqrt(c·dim),
- * drawn in that order from one `SeededRandom(seed)` (as the `compressed` entry draws its kernels).
+ * The seeded conv weights: `K [c, d, d]` then `V [c, dv, dv]` (core/rng.ts `seededConvWeights`,
+ * the draw the `compressed` entry uses for its kernels).
  */
 export function compressiveConvWeights(rate: number, d: number, dv: number, seed: number = DEFAULT_SEED): { k: Float32Array; v: Float32Array } {
-  const rng = new SeededRandom(seed);
-  const k = rng.normals(rate * d * d).map((x) => x / Math.sqrt(rate * d));
-  const v = rng.normals(rate * dv * dv).map((x) => x / Math.sqrt(rate * dv));
-  return { k, v };
+  return seededConvWeights(rate, d, dv, seed);
 }
 
 /**
@@ -686,28 +684,8 @@ export class CompressiveAttention implements Attention<ResolvedCompressiveConfig
   }
 }
 
-/** An explicit `[c, dim, dim]` weight, checked (nothing dispatched) and copied to the host. Copied from the `compressed` entry's check. */
-function hostWeight(name: string, value: unknown, c: number): { data: Float32Array; dim: number } {
-  let shape: number[];
-  if (value instanceof tf.Tensor) {
-    if (value.isDisposed) throw new AttentionError(name, 'a live tensor', 'a disposed tensor');
-    if (value.dtype !== 'float32') throw new AttentionError(name, "dtype 'float32'", show(value.dtype));
-    shape = value.shape;
-  } else if (Array.isArray(value) && Array.isArray(value[0]) && Array.isArray(value[0][0])) {
-    const a = value as number[][][];
-    shape = [a.length, a[0].length, a[0][0].length];
-    if (a.some((m) => !Array.isArray(m) || m.length !== shape[1] || m.some((r) => !Array.isArray(r) || r.length !== shape[2]))) throw new AttentionError(name, 'a rectangular [c, dim, dim] array', 'a ragged array');
-  } else {
-    throw new AttentionError(name, 'a tf.Tensor or number[][][] of shape [c, dim, dim]', show(value));
-  }
-  if (shape.length !== 3 || shape[0] !== c || shape[1] !== shape[2] || shape[1] < 1) {
-    throw new AttentionError(name, `shape [c = ${c}, dim, dim] (one square matrix per offset in a group)`, `shape ${show(shape)}`);
-  }
-  if (value instanceof tf.Tensor) return { data: Float32Array.from(value.dataSync()), dim: shape[1] };
-  const flat = (value as unknown[][][]).flat(2);
-  if (flat.some((x) => typeof x !== 'number' || !Number.isFinite(x))) throw new AttentionError(name, 'finite numbers', 'a non-finite or non-number entry');
-  return { data: Float32Array.from(flat as number[]), dim: shape[1] };
-}
+/** An explicit `[c, dim, dim]` weight, checked (nothing dispatched) and copied to the host. */
+const hostWeight = (name: string, value: unknown, c: number) => hostSquareStack(name, value, c, 'c', 'group');
 
 /**
  * Builds Compressive Transformer attention.
