@@ -13,6 +13,7 @@ import { catalogEntry } from '../src/index.js';
 import { denseAttention } from '../src/variants/baseline/dense.js';
 import { intermediateBytes, makeQKV, medianMs, mib, sampledError, startBackends } from './common.js';
 import { lshAllowed } from '../test/specs/lsh.js';
+import { overtakes } from './patterns.js';
 import { routingDefinitionError, sinkhornDefinitionError } from './entries.js';
 
 type QKV = { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D };
@@ -132,16 +133,6 @@ export async function benchLearnable(
   return rows;
 }
 
-/** The smallest n from which an entry stays faster than dense (null: never in the range). */
-function overtakes(rows: LearnableRow[], backend: string, id: string): number | null {
-  const mine = rows.filter((r) => r.backend === backend && r.id === id && r.ms !== null && r.denseMs !== null).sort((a, b) => a.n - b.n);
-  let from: number | null = null;
-  for (const r of mine) {
-    if (r.ms! < r.denseMs!) from ??= r.n;
-    else from = null;
-  }
-  return from;
-}
 
 export function learnableTable(rows: LearnableRow[]): string {
   const f = (v: number | null) => (v === null ? '—' : v.toFixed(1));

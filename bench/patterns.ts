@@ -102,7 +102,7 @@ const ratio = (num: number | null | undefined, den: number | null | undefined) =
 const speedup = (r: PatternRow) => ratio(r.denseMs, r.ms);
 
 /** The smallest n from which a pattern stays faster than dense (null: never in the range). */
-export function overtakes(rows: PatternRow[], backend: string, id: string): number | null {
+export function overtakes(rows: readonly Pick<PatternRow, 'backend' | 'id' | 'n' | 'ms' | 'denseMs'>[], backend: string, id: string): number | null {
   const mine = rows.filter((r) => r.backend === backend && r.id === id && r.ms !== null && r.denseMs !== null).sort((a, b) => a.n - b.n);
   let from: number | null = null;
   for (const r of mine) {
