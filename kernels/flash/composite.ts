@@ -9,7 +9,8 @@
  *
  * @module
  */
-import { DISALLOWED_SCORE } from '../shared/masking.js';
+import { DISALLOWED_SCORE, divOrZero } from '../shared/masking.js';
+import { constantOf } from '../../src/core/grad.js';
 import { finiteKV, finiteKVBytes, poisonRows } from '../shared/finite.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { matMulBT } from '../shared/matmul.js';
@@ -70,12 +71,13 @@ export function denseComposite(q: tf.Tensor4D, kIn: tf.Tensor4D, vIn: tf.Tensor4
   s = step(s, (x) => tf.reshape(x, [batch, heads, n, m])); // head h = kvh·group + g
   if (mask) {
     // Disallowed scores get DISALLOWED_SCORE so the row max ignores them; the 0/1 mask then zeroes
-    // them exactly, and a row with no allowed key sums to 0 and outputs 0 (divNoNan).
+    // them exactly, and a row with no allowed key sums to 0 and outputs 0 (divOrZero).
     const bias = tf.tidy(() => tf.mul(tf.sub(mask, 1), -DISALLOWED_SCORE));
     s = step(s, (x) => tf.add(x, bias));
     bias.dispose();
   }
-  const mx = tf.max(s, -1, true);
+  // The row max only shifts the exponent (softmax is invariant to it): a constant of the gradient.
+  const mx = constantOf([s], (x) => tf.max(x, -1, true));
   s = step(s, (x) => tf.sub(x, mx));
   mx.dispose();
   s = step(s, (x) => tf.exp(x));
@@ -91,7 +93,7 @@ export function denseComposite(q: tf.Tensor4D, kIn: tf.Tensor4D, vIn: tf.Tensor4
   s.dispose();
   p3.dispose();
   o = step(o, (x) => tf.reshape(x, [batch, heads, n, dv]));
-  o = step(o, (x) => tf.divNoNan(x, sum));
+  o = step(o, (x) => divOrZero(x, sum));
   sum.dispose();
   return o as tf.Tensor4D;
 }

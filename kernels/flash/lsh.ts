@@ -20,6 +20,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { constantOf } from '../../src/core/grad.js';
 import type { Dims, KernelStrategy } from '../../src/core/types.js';
 import { mergeFlashPartials, planFor, runFlash } from './kernel.js';
 import { buildLayoutFromEntries, type BlockLayout, type ElementRule } from './layout.js';
@@ -278,7 +279,7 @@ export function lshComposite(
       }
       const scores = tf.mul(tf.matMul(qc, kc, false, true), o.scale);
       const masked = tf.where(mask, scores, tf.fill(scores.shape, -1e9));
-      const mx = tf.max(masked, 3, true);
+      const mx = constantOf([masked], (x) => tf.max(x, 3, true)); // a shift: a constant of the gradient
       const e = tf.where(mask, tf.exp(tf.sub(masked, mx)), tf.zerosLike(masked));
       const sum = tf.sum(e, 3);
       // Where e is 0 the value never enters (a select, not 0·v: padding may hold NaN or ±Inf).
@@ -292,7 +293,7 @@ export function lshComposite(
       return { mx: row(mx), sum: row(sum), acc: unsort(acc, dv) };
     }));
     // Log-sum-exp merge over the rounds (disjoint key sets).
-    const has = stats.map((s) => tf.greater(s.sum, 0));
+    const has = stats.map((s) => constantOf([s.sum], (x) => tf.greater(x, 0)));
     let gMax: tf.Tensor2D = tf.fill([rows, n], -3e38) as tf.Tensor2D;
     stats.forEach((s, r) => (gMax = tf.where(has[r], tf.maximum(gMax, s.mx), gMax) as tf.Tensor2D));
     let total: tf.Tensor = tf.zeros([rows, n]);
@@ -302,7 +303,7 @@ export function lshComposite(
       total = tf.add(total, tf.mul(w, s.sum));
       acc = tf.add(acc, tf.mul(tf.expandDims(w, 2), s.acc));
     });
-    const any = tf.greater(total, 0) as tf.Tensor2D;
+    const any = constantOf([total], (x) => tf.greater(x, 0)) as tf.Tensor2D;
     const inv = tf.where(any, tf.div(1, tf.where(any, total, tf.onesLike(total))), tf.zerosLike(total));
     const out = tf.reshape(tf.mul(acc, tf.expandDims(inv, 2)), [batch, heads, n, dv]) as tf.Tensor4D;
     return { out, any };

@@ -21,6 +21,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { constantOf } from '../../src/core/grad.js';
 import { matMulBT } from '../shared/matmul.js';
 import type { Dims } from '../../src/core/types.js';
 import type { GatherPart } from './parts.js';
@@ -231,9 +232,8 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, poison: Val, kl: Val | null,
   // The row max, clamped: a row whose keys are all disallowed (max ≈ DISALLOWED_SCORE) then has
   // every weight exactly 0 — its sum and accumulator are 0, and it outputs 0 — with no product
   // by a validity mask.
-  const mx0 = ex.op([B, KHp, NG, Gp, G, 1], () => tf.max(s3.t!, -1, true));
-  const mx = ex.op([B, KHp, NG, Gp, G, 1], () => tf.maximum(mx0.t!, DISALLOWED_SCORE / 2));
-  ex.free(mx0);
+  // (A shift of the exponent: a constant of the gradient.)
+  const mx = ex.op([B, KHp, NG, Gp, G, 1], () => constantOf([s3.t!], (x) => tf.maximum(tf.max(x, -1, true), DISALLOWED_SCORE / 2)), 2);
   const sh = ex.op([B, KHp, NG, Gp, G, V], () => tf.sub(s3.t!, mx.t!));
   ex.free(s3);
   const e = ex.op([B, KHp, NG, Gp, G, V], () => tf.exp(sh.t!));
@@ -247,7 +247,7 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, poison: Val, kl: Val | null,
     // A row's sum is >= 1 (its max contributes e^0) or 0: no allowed key, and the row is selected
     // to 0 (on webgl such rows were measured to come out NaN without this selection).
     const l3 = ex.reshape(l, [B * KHp * NG, Gp * G, 1]);
-    const o = ex.op([B * KHp * NG, Gp * G, dv], () => tf.where(tf.greater(l3.t!, 0), tf.div(a0.t!, tf.maximum(l3.t!, 1)), tf.zerosLike(a0.t!)), 3 + whereCopies());
+    const o = ex.op([B * KHp * NG, Gp * G, dv], () => tf.where(constantOf([l3.t!], (x) => tf.greater(x, 0)), tf.div(a0.t!, tf.maximum(l3.t!, 1)), tf.zerosLike(a0.t!)), 3 + whereCopies());
     ex.free(a0, l3);
     return { acc: scatterBack(ex, ex.reshape(o, [B, KHp, NG, Gp, G, dv]), dims, part, dv, 0), max: null, sum: null };
   }
@@ -271,7 +271,7 @@ function weighValues(ex: Exec, w: Val, v: Val, poison: Val): Val {
   const seen = ex.op([X, rows, 1], () => tf.matMul(w.t!, poison.t!));
   ex.free(poison);
   // NaN (or 0) per row, added: x + 0 is x exactly, x + NaN is NaN.
-  const mark = ex.op([X, rows, 1], () => tf.where(tf.greater(seen.t!, 0), tf.fill([X, rows, 1], Number.NaN), tf.zeros([X, rows, 1])), 3 + whereCopies());
+  const mark = ex.op([X, rows, 1], () => constantOf([seen.t!], (x) => tf.where(tf.greater(x, 0), tf.fill([X, rows, 1], Number.NaN), tf.zeros([X, rows, 1]))), 3 + whereCopies());
   ex.free(seen);
   const o = ex.op([X, rows, dv], () => tf.matMul(w.t!, v.t!));
   ex.free(v);
@@ -334,12 +334,13 @@ function run(ex: Exec, q: tf.Tensor4D | null, k: tf.Tensor4D | null, v: tf.Tenso
   const qs = ex.op([B, H, n, d], () => tf.mul(qv.t!, opts.scale));
   // Finite copies of K and V, and per key whether it had a non-finite entry (see kernels/shared/finite.ts).
   const finite = (x: Val, dim: number): { clean: Val; bad: Val } => {
-    const ok = ex.op([B, KH, m, dim], () => tf.isFinite(x.t!));
+    // The tests are constants of the gradient; x reaches the result through the selection only.
+    const ok = ex.op([B, KH, m, dim], () => constantOf([x.t!], tf.isFinite));
     // (tf.where holds a broadcast handle of each operand while it runs: whereCopies().)
     const clean = ex.op([B, KH, m, dim], () => tf.where(ok.t!, x.t!, tf.zerosLike(x.t!)), 2 + whereCopies());
-    const badAll = ex.op([B, KH, m, dim], () => tf.cast(tf.logicalNot(ok.t!), 'float32'), 2);
+    const badAll = ex.op([B, KH, m, dim], () => constantOf([ok.t!], (o) => tf.cast(tf.logicalNot(o), 'float32')), 2);
     ex.free(ok);
-    const bad = ex.op([B, KH, m, 1], () => tf.max(badAll.t!, -1, true));
+    const bad = ex.op([B, KH, m, 1], () => constantOf([badAll.t!], (b) => tf.max(b, -1, true)));
     ex.free(badAll);
     return { clean, bad };
   };
@@ -386,7 +387,7 @@ function run(ex: Exec, q: tf.Tensor4D | null, k: tf.Tensor4D | null, v: tf.Tenso
   ex.free(M);
   // The part holding the row max contributes at least e^0 = 1 to the sum, so a row's sum is
   // >= 1 or exactly 0 (no allowed key, and then its accumulator is 0 too).
-  const out = ex.op([B, H, n, dv], () => tf.where(tf.greater(den!.t!, 0), tf.div(num!.t!, tf.maximum(den!.t!, 1)), tf.zerosLike(num!.t!)), 4 + whereCopies());
+  const out = ex.op([B, H, n, dv], () => tf.where(constantOf([den!.t!], (x) => tf.greater(x, 0)), tf.div(num!.t!, tf.maximum(den!.t!, 1)), tf.zerosLike(num!.t!)), 4 + whereCopies());
   ex.free(num!, den!);
   return out;
 }

@@ -23,6 +23,8 @@ import { matMulBT } from '../shared/matmul.js';
 import type { Dims } from '../../src/core/types.js';
 import { NO_KEY, type FeatureOps } from './feature_maps.js';
 import { finiteKV } from '../shared/finite.js';
+import { divOrZero } from '../shared/masking.js';
+import { constantOf } from '../../src/core/grad.js';
 
 /** Positions per chunk of the causal composite. */
 export const COMPOSITE_CHUNK = 64;
@@ -62,7 +64,8 @@ export function absorb(st: LinearState, fk: tf.Tensor, v: tf.Tensor, kvalid: tf.
       return [tf.add(st.s, tf.matMul(psi as tf.Tensor4D, v as tf.Tensor4D, true, false)), tf.add(st.z, tf.sum(psi, 2, true))];
     }
     const lv = kvalid ? tf.add(fk, tf.mul(tf.sub(kvalid, 1), -NO_KEY)) : fk;
-    const rNew = tf.maximum(st.r!, tf.max(lv, 2, true));
+    // Running maxima only shift exponents that the output divides out: constants of the gradient.
+    const rNew = constantOf([st.r!, lv], (r, l) => tf.maximum(r, tf.max(l, 2, true)));
     let psi = tf.exp(tf.sub(lv, rNew));
     if (kvalid) psi = tf.mul(psi, kvalid);
     const scale = tf.exp(tf.sub(st.r!, rNew)); // [B, KH, 1, F]
@@ -79,7 +82,7 @@ export function absorb(st: LinearState, fk: tf.Tensor, v: tf.Tensor, kvalid: tf.
 function readState(fq: tf.Tensor, st: LinearState, exp: boolean, bound: tf.Tensor | null = null): { num: tf.Tensor; den: tf.Tensor } {
   if (!exp) return { num: tf.matMul(fq as tf.Tensor4D, st.s), den: tf.sum(tf.mul(fq, st.z), -1, true) };
   const e = tf.add(fq, st.r!);
-  const a = bound ?? tf.max(e, -1, true);
+  const a = bound ?? constantOf([e], (x) => tf.max(x, -1, true));
   const w = tf.exp(tf.sub(e, a));
   return { num: tf.matMul(w as tf.Tensor4D, st.s), den: tf.sum(tf.mul(w, st.z), -1, true) };
 }
@@ -130,19 +133,18 @@ export function causalChunks(
       } else {
         // Intra-chunk pair terms in log space: ℓ_ij = log Σ_f exp(qw_if + L_jf), from row-max-shifted
         // factors (each at most 1), so the bound A_i can include exactly the keys row i may see.
-        const alpha = tf.max(fqc, -1, true);
-        const lambda = tf.max(fkc, -1, true);
+        const alpha = constantOf([fqc], (x) => tf.max(x, -1, true));
+        const lambda = constantOf([fkc], (x) => tf.max(x, -1, true));
         const mm = matMulBT(tf.exp(tf.sub(fqc, alpha)) as tf.Tensor4D, tf.exp(tf.sub(fkc, lambda)) as tf.Tensor4D);
         const ell = tf.add(tf.add(tf.log(mm), alpha), tf.transpose(lambda, [0, 1, 3, 2]));
         const ellMasked = tf.add(ell, tf.mul(tf.sub(allowed, 1), -NO_KEY));
-        const aInter = tf.max(tf.add(fqc, st.r!), -1, true);
-        const bound = tf.maximum(aInter, tf.max(ellMasked, -1, true));
+        const bound = constantOf([fqc, st.r!, ellMasked], (f, r, l) => tf.maximum(tf.max(tf.add(f, r), -1, true), tf.max(l, -1, true)));
         const r = readState(fqc, st, true, bound);
         const wIntra = tf.mul(tf.exp(tf.sub(ellMasked, bound)), allowed);
         num = tf.add(r.num, tf.matMul(wIntra as tf.Tensor4D, vc as tf.Tensor4D));
         den = tf.add(r.den, tf.sum(wIntra, -1, true));
       }
-      const out = tf.reshape(tf.divNoNan(num, den), [batch, kvHeads, group, c, dv]);
+      const out = tf.reshape(divOrZero(num, den), [batch, kvHeads, group, c, dv]);
       const s2 = absorb(st, fkc, vc, kv, exp);
       return [out, s2.s, s2.z, ...(s2.r ? [s2.r] : [])];
     }) as tf.Tensor[];
@@ -217,7 +219,7 @@ function markPoisoned(o: tf.Tensor4D, poison: tf.Tensor, dims: Dims, causal: boo
       const before = tf.tensor(pos.map((p) => (p >= 0 ? 1 : 0)), [1, 1, n, 1]); // queries before position 0 see nothing
       seen = tf.reshape(tf.mul(at, before), [batch * kvHeads, 1, n, 1]);
     }
-    const mark = tf.where(tf.greater(seen, 0), tf.fill(seen.shape, Number.NaN), tf.zerosLike(seen));
+    const mark = constantOf([seen], (x) => tf.where(tf.greater(x, 0), tf.fill(x.shape, Number.NaN), tf.zerosLike(x)));
     return tf.reshape(tf.add(tf.reshape(o, [batch * kvHeads, group, n, dv]), mark), [batch, heads, n, dv]) as tf.Tensor4D;
   });
 }
@@ -243,7 +245,7 @@ function linearOnFinite(
       const out = tf.tidy(() => {
         const fq = ops.query(tf.reshape(q, [batch, kvHeads, group * n, d]));
         const r = readState(fq, st, ops.exp);
-        return tf.reshape(tf.divNoNan(r.num, r.den), [batch, heads, n, dv]);
+        return tf.reshape(divOrZero(r.num, r.den), [batch, heads, n, dv]);
       });
       disposeState(st);
       return out as tf.Tensor4D;

@@ -8,6 +8,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { constantOf } from '../../src/core/grad.js';
 
 /**
  * K and V (`[..., m, d]`, `[..., m, dv]`) with non-finite entries replaced by 0, and `poison`
@@ -15,13 +16,17 @@ import * as tf from '@tensorflow/tfjs-core';
  */
 export function finiteKV(k: tf.Tensor, v: tf.Tensor): { k: tf.Tensor; v: tf.Tensor; poison: tf.Tensor } {
   return tf.tidy(() => {
-    const fk = tf.isFinite(k);
-    const fv = tf.isFinite(v);
-    const bad = (f: tf.Tensor) => tf.cast(tf.any(tf.logicalNot(f), -1, true), 'float32');
+    // The tests are constants of the gradient; K and V reach the result through selections only.
+    const fk = constantOf([k], tf.isFinite);
+    const fv = constantOf([v], tf.isFinite);
+    const poison = constantOf([fk, fv], (a, b) => {
+      const bad = (f: tf.Tensor) => tf.cast(tf.any(tf.logicalNot(f), -1, true), 'float32');
+      return tf.maximum(bad(a), bad(b));
+    });
     return {
       k: tf.where(fk, k, tf.zerosLike(k)),
       v: tf.where(fv, v, tf.zerosLike(v)),
-      poison: tf.maximum(bad(fk), bad(fv)),
+      poison,
     };
   });
 }
@@ -31,10 +36,18 @@ export function finiteKV(k: tf.Tensor, v: tf.Tensor): { k: tf.Tensor; v: tf.Tens
  * poisoned key (`poison [..., m, 1]`) a nonzero weight.
  */
 export function poisonRows(o: tf.Tensor, e: tf.Tensor, poison: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => {
-    const seen = tf.matMul(e as tf.Tensor3D, poison as tf.Tensor3D);
-    // NaN (or 0) per row, added: x + 0 is x exactly, x + NaN is NaN.
-    return tf.add(o, tf.where(tf.greater(seen, 0), tf.fill(seen.shape, Number.NaN), tf.zerosLike(seen)));
+  return tf.tidy(() => tf.add(o, poisonMarks(e, poison)));
+}
+
+/**
+ * NaN (or 0) per row of `e [..., rows, m]`: NaN where the row gives a poisoned key (`poison
+ * [..., m, 1]`) a nonzero weight; added to a row, x + 0 is x exactly and x + NaN is NaN. A
+ * constant of the gradient.
+ */
+export function poisonMarks(e: tf.Tensor, poison: tf.Tensor): tf.Tensor {
+  return constantOf([e, poison], (a, p) => {
+    const seen = tf.matMul(a as tf.Tensor3D, p as tf.Tensor3D);
+    return tf.where(tf.greater(seen, 0), tf.fill(seen.shape, Number.NaN), tf.zerosLike(seen));
   });
 }
 

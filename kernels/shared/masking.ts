@@ -1,8 +1,10 @@
 /**
- * The one "disallowed score" of every composite.
+ * The one "disallowed score" of every composite, and its differentiable "divide unless empty".
  *
  * @module
  */
+import * as tf from '@tensorflow/tfjs-core';
+import { constantOf } from '../../src/core/grad.js';
 
 /**
  * The additive score bias of a pair that is not allowed: exp of it (minus any real row max)
@@ -12,3 +14,15 @@
  * (`max > DISALLOWED_SCORE / 10`). Real scores are many orders of magnitude smaller than 1e8.
  */
 export const DISALLOWED_SCORE = -1e9;
+
+/**
+ * `x / den` where `den > 0`, else 0 (`den` broadcast against `x`): a row with no allowed key
+ * (weight sum 0, numerator 0) outputs 0. Unlike `tf.divNoNan` it is differentiable: the test
+ * `den > 0` is a constant of the gradient and the division a selection.
+ */
+export function divOrZero(x: tf.Tensor, den: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const ok = constantOf([den], (d) => tf.greater(d, 0));
+    return tf.div(x, tf.where(ok, den, tf.onesLike(den)));
+  });
+}

@@ -36,6 +36,7 @@ import type { ApplyOptions, Attention, Complexity, Dims, Problem } from '../../c
 import { checkInt, hostSquareStack, validateCall } from '../../core/validate.js';
 import { checkHostBudget } from '../../core/budget.js';
 import { resolveImplementation } from '../../core/dispatch.js';
+import { constantOf } from '../../core/grad.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { problemDims, problemPath } from '../../core/validate.js';
 import { checkPatternConfig, elementRuleOf, type PatternBaseConfig } from '../pattern.js';
@@ -179,13 +180,14 @@ export class CompressedAttention implements Attention<Resolved> {
     // definition gives; a matMul over non-finite data could also leak it into other blocks on webgpu).
     const blocks = (x: Val, dim: number): { xb: Val; bad: Val } => {
       const padded = C * t === m ? ex.view(x, [B, KH, C * t, dim]) : ex.op([B, KH, C * t, dim], () => tf.pad(x.t!, [[0, 0], [0, 0], [0, C * t - m], [0, 0]]));
-      const keep = ex.op([B, KH, C * t, dim], () => tf.logicalAnd(tf.isFinite(padded.t!), realCol.t!), 3);
+      // The tests are constants of the gradient: the keys reach the pooled keys through the selection only.
+      const keep = ex.op([B, KH, C * t, dim], () => constantOf([padded.t!], (x) => tf.logicalAnd(tf.isFinite(x), realCol.t!)), 3);
       const kept = ex.op([B, KH, C * t, dim], () => tf.where(keep.t!, padded.t!, tf.zerosLike(padded.t!)), 2 + whereCopies());
       ex.free(padded);
-      const badAll = ex.op([B, KH, C * t, dim], () => tf.logicalAnd(realCol.t!, tf.logicalNot(keep.t!)), 3);
+      const badAll = ex.op([B, KH, C * t, dim], () => constantOf([keep.t!], (x) => tf.logicalAnd(realCol.t!, tf.logicalNot(x))), 3);
       ex.free(keep);
       const badView = ex.reshape(badAll, [B, KH, C, t * dim]);
-      const bad = ex.op([B, KH, C, 1], () => tf.any(badView.t!, -1, true));
+      const bad = ex.op([B, KH, C, 1], () => constantOf([badView.t!], (x) => tf.any(x, -1, true)));
       ex.free(badView);
       return { xb: ex.reshape(kept, [B * KH * C, t, dim]), bad };
     };

@@ -40,7 +40,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { checkHostBudget } from '../../core/budget.js';
-import { resolveImplementation } from '../../core/dispatch.js';
+import { forwardOnlyKernel, resolveImplementation } from '../../core/dispatch.js';
+import { constantOf } from '../../core/grad.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
@@ -163,7 +164,8 @@ export class LshAttention implements Attention<ResolvedLshConfig> {
     if (k !== q) throw new AttentionError('k', 'the same tensor as q (Reformer shares queries and keys)', 'a different tensor');
     this.checkDims(dims);
     const o = this.options(dims, kernelStrategy);
-    const path = resolveImplementation(implementation);
+    // The fused rounds return partial rows (no gradient): while gradients are recorded, the composite.
+    const path = resolveImplementation(forwardOnlyKernel(implementation));
     const planned = path === 'kernel' ? planLsh(dims, o) : null;
     if (!planned) {
       const { batch: b, heads: hh, n: nn, d: dd, dv: ddv } = dims;
@@ -178,9 +180,13 @@ export class LshAttention implements Attention<ResolvedLshConfig> {
       const q3 = tf.reshape(q, [rows, n, d]) as tf.Tensor3D;
       // Keys: q_j/‖q_j‖ (a zero query gives a zero key). Padding rows are selected out first (NaN/Inf never spread).
       const qSafe = real ? tf.where(tf.expandDims(real, 2), q3, tf.zerosLike(q3)) : q3;
-      const norm = tf.sqrt(tf.sum(tf.square(qSafe), 2, true));
-      const qn = tf.reshape(tf.where(tf.greater(norm, 0), tf.div(qSafe, tf.where(tf.greater(norm, 0), norm, tf.onesLike(norm))), tf.zerosLike(qSafe)), [batch, heads, n, d]) as tf.Tensor4D;
-      const bk = sortBuckets(hashBuckets(qSafe as tf.Tensor3D, rot, real), o.buckets);
+      // (The square root only of nonzero rows, so that a zero row's gradient is 0, not 0·∞.)
+      const sq = tf.sum(tf.square(qSafe), 2, true);
+      const nonzero = constantOf([sq], (x) => tf.greater(x, 0));
+      const norm = tf.sqrt(tf.where(nonzero, sq, tf.onesLike(sq)));
+      const qn = tf.reshape(tf.where(nonzero, tf.div(qSafe, norm), tf.zerosLike(qSafe)), [batch, heads, n, d]) as tf.Tensor4D;
+      // Hashes and the sort are constants of the gradient (indices only select).
+      const bk = constantOf([qSafe], (x) => sortBuckets(hashBuckets(x as tf.Tensor3D, rot, real), o.buckets));
       const qs = tf.reshape(qSafe, [batch, heads, n, d]) as tf.Tensor4D;
       const { out, any } = planned ? lshKernel(qs, qn, v, dims, o, bk, planned) : lshComposite(qs, qn, v, dims, o, bk);
       // A real query left with no other key attends itself alone: its own value.

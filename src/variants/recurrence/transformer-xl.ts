@@ -36,6 +36,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { checkHostBudget } from '../../core/budget.js';
 import { forwardOnlyKernel, resolveImplementation } from '../../core/dispatch.js';
+import { constantOf } from '../../core/grad.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { checkOrigin, configFingerprint, decodeOrigin, nextIdentity } from '../../core/origin.js';
@@ -351,10 +352,10 @@ function relativeComposite(
     if (valid) allowed = tf.logicalAnd(allowed, tf.reshape(tf.cast(valid, 'bool'), [batch, 1, 1, m]));
     allowed = tf.broadcastTo(allowed, [batch, heads, n, m]);
     const masked = tf.where(allowed, scores, tf.fill([batch, heads, n, m], DISALLOWED_SCORE));
-    const mx = tf.max(masked, 3, true);
+    const mx = constantOf([masked], (x) => tf.max(x, 3, true)); // a shift: a constant of the gradient
     const e = tf.where(allowed, tf.exp(tf.sub(masked, mx)), tf.zeros([batch, heads, n, m]));
     const sum = tf.sum(e, 3, true);
-    const w = tf.div(e, tf.where(tf.greater(sum, 0), sum, tf.onesLike(sum)));
+    const w = tf.div(e, tf.where(constantOf([sum], (x) => tf.greater(x, 0)), sum, tf.onesLike(sum)));
     const wG = tf.reshape(w, [batch * kvHeads, G * n, m]) as tf.Tensor3D;
     const out = tf.matMul(wG, tf.reshape(v, [batch * kvHeads, m, dv]) as tf.Tensor3D);
     const poisoned = poisonRows(out, wG, tf.reshape(fin.poison, [batch * kvHeads, m, 1]));
