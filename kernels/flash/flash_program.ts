@@ -127,41 +127,9 @@ export class FlashAttentionProgram implements WebGPUProgram {
 
   getUserCode(): string {
     const { d4, dv4 } = this;
-    const { sparse, rule, causal } = this.variant;
+    const { rule, causal } = this.variant;
     const split = writesPartials(this.variant);
-    // With a seeking rule the key loop jumps from one candidate key to the next.
-    const keyLoop = (from: string, to: string) =>
-      rule?.seeks
-        ? `for (var j = ruleSeek(p, ${from}, h); j < ${to}; j = ruleSeek(p, j + 1, h))`
-        : `for (var j = ${from}; j < ${to}; j = j + 1)`;
-    const loops = sparse
-      ? `    // Block-sparse: visit only the key blocks the layout lists for this query block.
-    let lh = min(h, uniforms.layoutHeads - 1);
-    let rs = lh * (uniforms.numQBlocks + 1) + (row + uniforms.rowOffset) / uniforms.blockQ;
-${layoutRunsHead()}
-      let j1 = min(jRun, kEnd);
-${
-  rule
-    ? `      if ((run & 1) == 1) {
-        // A full run: every pair is allowed, the rule is skipped.
-        for (var j = j0; j < j1; j = j + 1) {
-${this.keyBody('          ', false)}
-        }
-      } else {
-        ${keyLoop('j0', 'j1')} {
-${this.keyBody('          ', !(rule.seeks && rule.exactSeek))}
-        }
-      }`
-    : `      for (var j = j0; j < j1; j = j + 1) {
-${this.keyBody('        ')}
-      }`
-}
-    }`
-      : `    let jStart = part * uniforms.chunk;
-    let jEnd = min(jStart + uniforms.chunk, kEnd);
-    ${keyLoop('jStart', 'jEnd')} {
-${this.keyBody('      ', !!rule && !(rule.seeks && rule.exactSeek))}
-    }`;
+    const loops = rowKeyLoops(this.variant, (indent, withRule) => this.keyBody(indent, withRule));
     return `
   ${rule ? rule.wgsl : ''}
 
@@ -192,6 +160,51 @@ ${writeRow(dv4, split, '    ', { row: 'row', acc: (t) => `acc${t}`, max: 'rowMax
   }
 `;
   }
+}
+
+/**
+ * The key loops of one query row (`row`, position `p`, head `h`, split `part`; keys below `kEnd`)
+ * over the keys a variant visits: dense (this split's chunk of `[0, m)`) or block-sparse (this
+ * split's share of the runs the layout lists for the row's query block; a full run skips the
+ * rule), stepping by `ruleSeek` for a seeking rule. `body(indent, withRule)` is the per-key
+ * statement list (key `j`), evaluating `ruleWeight` into `w` when `withRule`. Shared by the
+ * forward program and the backward dQ program, so that both visit exactly the same keys.
+ */
+export function rowKeyLoops(variant: Pick<FlashVariant, 'sparse' | 'rule'>, body: (indent: string, withRule: boolean) => string): string {
+  const { sparse, rule } = variant;
+  const keyLoop = (from: string, to: string) =>
+    rule?.seeks
+      ? `for (var j = ruleSeek(p, ${from}, h); j < ${to}; j = ruleSeek(p, j + 1, h))`
+      : `for (var j = ${from}; j < ${to}; j = j + 1)`;
+  if (!sparse) {
+    return `    let jStart = part * uniforms.chunk;
+    let jEnd = min(jStart + uniforms.chunk, kEnd);
+    ${keyLoop('jStart', 'jEnd')} {
+${body('      ', !!rule && !(rule.seeks && rule.exactSeek))}
+    }`;
+  }
+  return `    // Block-sparse: visit only the key blocks the layout lists for this query block.
+    let lh = min(h, uniforms.layoutHeads - 1);
+    let rs = lh * (uniforms.numQBlocks + 1) + (row + uniforms.rowOffset) / uniforms.blockQ;
+${layoutRunsHead()}
+      let j1 = min(jRun, kEnd);
+${
+  rule
+    ? `      if ((run & 1) == 1) {
+        // A full run: every pair is allowed, the rule is skipped.
+        for (var j = j0; j < j1; j = j + 1) {
+${body('          ', false)}
+        }
+      } else {
+        ${keyLoop('j0', 'j1')} {
+${body('          ', !(rule.seeks && rule.exactSeek))}
+        }
+      }`
+    : `      for (var j = j0; j < j1; j = j + 1) {
+${body('        ', false)}
+      }`
+}
+    }`;
 }
 
 /**

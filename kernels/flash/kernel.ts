@@ -16,6 +16,9 @@ import { activeKernelLimits, type KernelLimits } from '../shared/limits.js';
 import { registerOnce } from '../shared/register.js';
 import { kernelInputs } from '../shared/inputs.js';
 import { planFlash, type FlashPlan } from './plan.js';
+import { LseProgram } from './backward_program.js';
+import { FLASH_SAVED_INPUTS, planBackward, registerFlashGradient, type BackwardPlan } from './backward.js';
+import { recordingGradients } from '../../src/core/dispatch.js';
 import type { WebGPUBackend } from '../shared/webgpu_types.js';
 
 /** Name in tfjs's kernel registry. */
@@ -45,6 +48,11 @@ interface FlashAttrs {
   queryGroups: number;
   partials: boolean;
   relative: boolean;
+  /**
+   * Also return each query row's logsumexp `[batch, heads, n]` (second output): set while tfjs
+   * records gradients, for the backward (`backward.ts`).
+   */
+  saveLse: boolean;
 }
 
 const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: NamedAttrMap }) => {
@@ -59,7 +67,7 @@ const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, Te
     splits: a.splits,
     sparse: a.sparse,
     rule: a.ruleKey ? { key: a.ruleKey, wgsl: a.ruleWgsl, usesParams: a.ruleParams, seeks: a.ruleSeeks, init: a.ruleInit, exactSeek: a.ruleExactSeek } : null,
-    partials: a.partials,
+    partials: a.partials || a.saveLse,
     relative: a.relative,
   };
   const program = a.tileRows
@@ -71,6 +79,13 @@ const flashKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, Te
   });
   const programInputs = [q, k, v, keyLength, ...(a.sparse ? [rowStart, entries] : []), ...(a.ruleParams ? [params] : []), ...(a.relative ? [inputs.qRel, inputs.rel] : [])];
   const first = gpu.runWebGPUProgram(program as never, programInputs, 'float32', uniforms as never);
+  if (a.saveLse) {
+    // The output and each row's logsumexp, both from the partial rows.
+    const out = gpu.runWebGPUProgram(new MergeProgram(batch, heads, n, dvPad) as never, [first], 'float32', MergeProgram.uniformData(n, a.splits) as never);
+    const lse = gpu.runWebGPUProgram(new LseProgram(batch, heads, n, dvPad) as never, [first], 'float32', LseProgram.uniformData(n, a.splits) as never);
+    gpu.disposeData(first.dataId);
+    return [out, lse];
+  }
   if (a.splits === 1 || a.partials) return first;
   const merge = new MergeProgram(batch, heads, n, dvPad);
   const out = gpu.runWebGPUProgram(merge as never, [first], 'float32', MergeProgram.uniformData(n, a.splits) as never);
@@ -186,7 +201,20 @@ export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: D
     }
     if (rule?.paramsTensor) inputs.params = rule.paramsTensor;
     else if (rule?.params) inputs.params = tf.tensor1d(rule.params.length ? rule.params : new Float32Array(1), 'float32');
-    const attrs: FlashAttrs = {
+    // While tfjs records gradients the forward saves each row's logsumexp and the fused backward
+    // is planned now (before any dispatch); the gradient saves every input (placeholders for absent ones).
+    const saveLse = recordingGradients();
+    let backward: BackwardPlan | null = null;
+    if (saveLse) {
+      if (opts.relative || opts.partials) throw new Error('internal: the fused flash backward covers neither the relative modifier nor partial rows (callers run their composite while recording)');
+      const rowsPlan = plan.tile ? planFor(dims, { layout, rule, strategy: 'rows' }) : plan;
+      backward = planBackward(dims, activeKernelLimits(), rowsPlan, layout, (layout ? 2 : 0) + (rule?.params || rule?.paramsTensor ? 1 : 0));
+      for (const name of FLASH_SAVED_INPUTS) if (!inputs[name]) inputs[name] = tf.zeros([1], name === 'params' ? 'float32' : 'int32');
+      registerFlashGradient();
+    }
+    const attrs: FlashAttrs & Partial<BackwardPlan> & { layoutRef?: BlockLayout | null } = {
+      ...(backward ? { ...backward, layoutRef: layout } : {}),
+      saveLse,
       causal: opts.causal,
       scale: opts.scale,
       splits: plan.splits,
@@ -212,7 +240,9 @@ export function runFlash(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: D
     };
     registerOnce(flashKernelConfig);
     dispatched[plan.tile ? 'tiled' : 'rows']++;
-    const out = tf.engine().runKernel(FLASH_KERNEL, inputs, attrs as unknown as NamedAttrMap) as tf.Tensor4D;
+    const result = tf.engine().runKernel(FLASH_KERNEL, inputs, attrs as unknown as NamedAttrMap) as tf.Tensor4D | tf.Tensor[];
+    // (The tape keeps its own copy of the saved logsumexp.)
+    const out = (Array.isArray(result) ? result[0] : result) as tf.Tensor4D;
     return opts.partials || plan.dvPad === dims.dv ? out : tf.slice(out, [0, 0, 0, 0], [-1, -1, -1, dims.dv]);
   });
 }
