@@ -8,7 +8,7 @@ import { finiteKVBytes } from '../shared/finite.js';
 import { WEBGPU_SPLIT_K_INNER } from '../shared/matmul.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../src/core/backend.js';
-import { resolveImplementation } from '../../src/core/dispatch.js';
+import { forwardOnlyKernel, resolveImplementation } from '../../src/core/dispatch.js';
 import { AttentionError } from '../../src/core/errors.js';
 import { checkHostBudget } from '../../src/core/budget.js';
 import type { Dims, Implementation } from '../../src/core/types.js';
@@ -52,7 +52,8 @@ function checkCompositeFits(dims: Dims, features: number): void {
  * @returns `[batch, heads, n, dv]`
  */
 export function attendLinear(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: Dims, opts: LinearAttendOptions, implementation: Implementation): tf.Tensor4D {
-  const path = resolveImplementation(implementation);
+  // The fused kernel is forward-only (no reverse scan yet): while gradients are recorded, the composite.
+  const path = resolveImplementation(forwardOnlyKernel(implementation));
   const features = featureCount(dims, opts);
   if (path === 'kernel') {
     const plan = planLinear(dims, opts.kind, features, opts.causal, activeKernelLimits());

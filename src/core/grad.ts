@@ -38,3 +38,34 @@ export function constantOf<T>(inputs: tf.Tensor[], f: (...xs: tf.Tensor[]) => T)
     state.kernelDepth--;
   }
 }
+
+/**
+ * `tf.gather(x, indices, axis)` (int32 `indices` of any shape, a constant of the gradient),
+ * differentiable in `x` on every backend: tfjs's gather gradient is an `UnsortedSegmentSum`,
+ * which the wasm backend does not register; where it is missing, the gradient here is the same
+ * sum as a scatter-add (`ScatterNd`, registered everywhere). Elsewhere it is plain `tf.gather`.
+ */
+export function gatherDifferentiable<T extends tf.Tensor>(x: T, indices: tf.Tensor, axis = 0): T {
+  if (tf.getKernel('UnsortedSegmentSum', tf.getBackend()) !== undefined) return tf.gather(x, indices, axis) as T;
+  const shape = x.shape.slice();
+  const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
+  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const len = shape[axis];
+  const gather = tf.customGrad(((xs: tf.Tensor, save: tf.GradSaveFunc) => {
+    // Saved: the caller's tidy may free `indices` before the backward pass runs.
+    save([indices]);
+    return {
+      value: tf.gather(xs, indices, axis),
+      gradFunc: (dy: tf.Tensor, [idx]: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const count = idx.size;
+          if (count === 0) return tf.zeros(shape);
+          // dy [...before, ...indices.shape, ...after] as [count, outer·inner] rows, summed into [len, outer·inner].
+          const rows = tf.reshape(tf.transpose(tf.reshape(dy, [outer, count, inner]), [1, 0, 2]), [count, outer * inner]);
+          const summed = tf.scatterND(tf.reshape(idx, [count, 1]), rows, [len, outer * inner]);
+          return tf.reshape(tf.transpose(tf.reshape(summed, [len, outer, inner]), [1, 0, 2]), shape);
+        }),
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return gather(x) as T;
+}

@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { AttentionError, show } from '../core/errors.js';
 import { checkHostBudget } from '../core/budget.js';
-import { resolveImplementation } from '../core/dispatch.js';
+import { forwardOnlyKernel, resolveImplementation } from '../core/dispatch.js';
 import { Lifetime } from '../core/lifecycle.js';
 import { checkOrigin, configFingerprint, decodeOrigin } from '../core/origin.js';
 import type { ApplyOptions, Attention, Complexity, DecodeOrigin, Dims, Family, Implementation, Problem } from '../core/types.js';
@@ -107,7 +107,8 @@ export abstract class KernelizedAttention<C extends { causal?: boolean }> implem
     const { dims, implementation, keyLength } = validateCall(q, k, v, options);
     // Validate first, then compute: config against d, the path (kernel plan, or the composite's
     // bytes against the host-memory budget) before ω is uploaded or anything dispatched.
-    const path = resolveImplementation(implementation);
+    // The linear kernel is forward-only: while gradients are recorded, the composite.
+    const path = resolveImplementation(forwardOnlyKernel(implementation));
     const bytes = this.bytesFor(dims, path, keyLength !== null);
     if (path === 'composite') checkHostBudget(`the ${this.id} composite`, bytes);
     const f = this.setup(dims.d);

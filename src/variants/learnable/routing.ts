@@ -66,7 +66,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../core/backend.js';
 import { checkHostBudget } from '../../core/budget.js';
-import { resolveImplementation } from '../../core/dispatch.js';
+import { constantOf, gatherDifferentiable } from '../../core/grad.js';
+import { forwardOnlyKernel, resolveImplementation } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
@@ -313,9 +314,10 @@ export class RoutingAttention implements Attention<ResolvedRoutingConfig> {
         kSrc = tf.concat([kSrc, tf.zeros([1, d])], 0);
         vSrc = tf.concat([vSrc, tf.zeros([1, dv])], 0);
       }
-      const qg = tf.gather(tf.reshape(q, [B * Hh * n, d]), qRows) as tf.Tensor2D;
-      const kg = tf.gather(kSrc, kRows) as tf.Tensor2D;
-      const vg = tf.gather(vSrc, kRows) as tf.Tensor2D;
+      // (Differentiable on wasm too, which has no UnsortedSegmentSum for tf.gather's gradient.)
+      const qg = gatherDifferentiable(tf.reshape(q, [B * Hh * n, d]), qRows) as tf.Tensor2D;
+      const kg = gatherDifferentiable(kSrc, kRows) as tf.Tensor2D;
+      const vg = gatherDifferentiable(vSrc, kRows) as tf.Tensor2D;
       return { qg, kg, vg, slotValid } as unknown as tf.TensorContainer;
     }) as unknown as Gathered;
   }
@@ -365,9 +367,16 @@ export class RoutingAttention implements Attention<ResolvedRoutingConfig> {
             else {
               const masked = tf.where(tf.broadcastTo(allowed, [fc, wq, wk]), s, tf.scalar(-Infinity));
               // A row with no allowed key: max -Infinity, taken as 0, so that exp(-Infinity - 0) = 0 everywhere.
-              const mx = tf.max(masked, -1, true);
-              const e = tf.exp(tf.sub(masked, tf.where(tf.isFinite(mx), mx, tf.zerosLike(mx))));
-              p = tf.div(e, tf.maximum(tf.sum(e, -1, true), 1e-30));
+              // The shift is a constant of the gradient (softmax does not depend on it; IsFinite has no gradient).
+              const shift = constantOf([masked], (x) => {
+                const mx = tf.max(x, -1, true);
+                return tf.where(tf.isFinite(mx), mx, tf.zerosLike(mx));
+              });
+              const e = tf.exp(tf.sub(masked, shift));
+              // Σ e >= 1 where a key is allowed (its max contributes exp(0) = 1) and 0 where none is:
+              // max(Σ e, 1) changes no value, and unlike max(Σ e, 1e-30) its square does not
+              // underflow in the division's gradient (0/0 = NaN for the empty rows).
+              p = tf.div(e, tf.maximum(tf.sum(e, -1, true), 1));
             }
             return tf.reshape(poisonRows(tf.matMul(p, vc), p, fin.poison), [fc * wq, dv]);
           }),
@@ -432,7 +441,14 @@ export class RoutingAttention implements Attention<ResolvedRoutingConfig> {
       }
       // cpu, wasm: one scatter of (output, 1), accumulated sequentially in entry order.
       const aug = tf.concat([out, tf.ones([out.shape[0], 1])], 1);
-      const acc = tf.scatterND(tf.reshape(rows, [-1, 1]), aug, [rowsTotal, dv + 1]);
+      // tfjs registers no gradient for ScatterNd: d(scatter)/d(updates) is the gather of dy at the same indices.
+      const index = tf.reshape(rows, [-1, 1]);
+      // (The indices are saved: this tidy frees its own copy before the backward pass runs.)
+      const scatter = tf.customGrad(((upd: tf.Tensor, save: tf.GradSaveFunc) => {
+        save([index]);
+        return { value: tf.scatterND(index, upd, [rowsTotal, dv + 1]), gradFunc: (dy: tf.Tensor, [idx]: tf.Tensor[]) => tf.gatherND(dy, idx) };
+      }) as unknown as Parameters<typeof tf.customGrad>[0]);
+      const acc = scatter(aug);
       const sum = tf.slice(acc, [0, 0], [rowsTotal, dv]);
       const cnt = tf.slice(acc, [0, dv], [rowsTotal, 1]);
       return tf.reshape(tf.div(sum, tf.maximum(cnt, 1)), [B, Hh, n, dv]) as tf.Tensor4D;
@@ -478,7 +494,8 @@ export class RoutingAttention implements Attention<ResolvedRoutingConfig> {
     this.checkDims(dims, 'q');
     const { wq, wk } = this.windows(dims.n, dims.m);
     const scale = this.config.scale ?? 1 / Math.sqrt(dims.d);
-    const path = resolveImplementation(implementation);
+    // The combine kernel is forward-only: while gradients are recorded, the composite.
+    const path = resolveImplementation(forwardOnlyKernel(implementation));
     this.checkDevice(dims, wq, wk, path);
     let bound: BoundRule | null = null;
     let plan: ReturnType<typeof planFor> | null = null;
@@ -493,7 +510,8 @@ export class RoutingAttention implements Attention<ResolvedRoutingConfig> {
     let g: ReturnType<RoutingAttention['gather']> | null = null;
     let out: tf.Tensor2D | null = null;
     try {
-      routed = { ...this.route(q, k, dims, wq, wk, lens), lens };
+      // The routing (top-w indices) is discrete: a constant of the gradient (TopK has none).
+      routed = { ...constantOf([q, k], () => this.route(q, k, dims, wq, wk, lens)), lens };
       g = this.gather(q, k, v, dims, routed);
       out = path === 'kernel' ? this.attendKernel(g, routed, dims, wq, wk, scale, bound, plan!) : this.attendComposite(g, routed, dims, wq, wk, scale);
       g.qg.dispose();

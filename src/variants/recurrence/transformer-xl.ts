@@ -36,7 +36,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { checkHostBudget } from '../../core/budget.js';
 import { forwardOnlyKernel, resolveImplementation } from '../../core/dispatch.js';
-import { constantOf } from '../../core/grad.js';
+import { constantOf, gatherDifferentiable } from '../../core/grad.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { checkOrigin, configFingerprint, decodeOrigin, nextIdentity } from '../../core/origin.js';
@@ -345,7 +345,7 @@ function relativeComposite(
     const jIdx = tf.reshape(tf.range(0, m, 1, 'int32'), [1, m]);
     const dist = tf.sub(tf.add(iIdx, tf.scalar(offset, 'int32')), jIdx);
     const flat = tf.reshape(tf.add(tf.mul(iIdx, tf.scalar(m, 'int32')), tf.clipByValue(dist, 0, m - 1)), [n * m]);
-    const position = tf.reshape(tf.gather(tf.reshape(byT, [batch * heads, n * m]), tf.cast(flat, 'int32'), 1), [batch, heads, n, m]);
+    const position = tf.reshape(gatherDifferentiable(tf.reshape(byT, [batch * heads, n * m]), tf.cast(flat, 'int32'), 1), [batch, heads, n, m]);
     const scores = tf.mul(tf.add(content, position), scale);
     let allowed: tf.Tensor = tf.reshape(tf.greaterEqual(dist, tf.scalar(0, 'int32')), [1, 1, n, m]);
     const valid = keyValidity(dims, keyLength);
