@@ -49,4 +49,18 @@ export const adaptiveSpanSpec: VariantSpec = {
     fc.record({ maxSpan: fc.constant(4), heads: fc.constant(2), window: fc.integer() }),
   ),
   fused: true,
+  learned: {
+    // z is clamped to [0, S] and the mask clamp((R + z − x)/R, 0, 1) has kinks at integer z (x,
+    // R, S are integers): the cases move each z_h off the integers (and keep some outside [0, S]).
+    cases: fc.constant(null).chain(() => adaptiveGradCases).map((c) => ({
+      ...c,
+      config: { ...c.config, trainable: true, z: (c.config.z as number[]).map((z) => (Math.abs(z - Math.round(z)) < 0.05 ? z + 0.3 : z)) },
+    })),
+    params: (c) => [{ name: 'z', shape: [c.heads], data: Float64Array.from(c.config.z as number[]) }],
+    withParams: (c, [z]) => ({ ...c, config: { ...c.config, z: Array.from(z) } }),
+  },
 };
+
+const adaptiveGradCases: fc.Arbitrary<Case> = fc.constant(null).chain(() =>
+  adaptiveSpanSpec.cases.filter((c) => c.batch * c.heads <= 4 && c.n <= 12 && c.m <= 16 && c.d <= 6 && c.dv <= 6),
+);

@@ -5,7 +5,9 @@
  */
 import fc from 'fast-check';
 import { compressiveAttention, compressiveConvWeights } from '../../src/variants/recurrence/compressive.js';
-import { referenceDense, type Host4 } from '../reference.js';
+import { referenceDense, toHost, type Host4 } from '../reference.js';
+import { makeInputs } from '../harness.js';
+import type { CompressiveAttention, CompressiveState } from '../../src/variants/recurrence/compressive.js';
 import { divisors } from './dense.js';
 import type { Case, VariantSpec } from './types.js';
 
@@ -269,5 +271,48 @@ export const compressiveSpec: VariantSpec = {
   steps: {
     segment: (c) => ({ ...c, m: c.n, keyLength: null }),
     reference: (segments, c) => referenceCompressiveSteps(segments.map((s) => ({ ...s, keyLength: null })), c.config).outputs,
+  },
+  // DESIGN.md: the memories are constants, and the conv weights train only through
+  // reconstructionLoss: its gradient after two steps (the second pushes keys out) is checked.
+  learned: {
+    cases: compressiveCases
+      .filter((c) => c.config.fn === 'conv' && c.n <= 12 && c.d <= 6 && c.dv <= 6 && c.batch * c.heads <= 4)
+      // Two segments of n, the second pushing keys out (memLength < 2n).
+      .filter((c) => (c.config.memLength as number) < 2 * c.n)
+      .map((c) => ({ ...c, m: c.n, keyLength: null })),
+    params: (c) => {
+      const r = (c.config.rate as number | undefined) ?? 2;
+      const { K, V } = convWeightsOf(c.config, r, c.d, c.dv);
+      return [
+        { name: 'convK', shape: [r, c.d, c.d], data: Float64Array.from(K.flat(2)) },
+        { name: 'convV', shape: [r, c.dv, c.dv], data: Float64Array.from(V.flat(2)) },
+      ];
+    },
+    withParams: (c, [k, v]) => {
+      const r = (c.config.rate as number | undefined) ?? 2;
+      const cube = (x: Float64Array, dim: number) => Array.from({ length: r }, (_, u) => Array.from({ length: dim }, (_, a) => Array.from(x.subarray((u * dim + a) * dim, (u * dim + a + 1) * dim))));
+      return { ...c, config: { ...c.config, convWeights: { k: cube(k, c.d), v: cube(v, c.dv) } } };
+    },
+    objective: {
+      async prepare(attn0, c) {
+        const attn = attn0 as unknown as CompressiveAttention;
+        const segs = [0, 1].map((s) => makeInputs({ ...c, seed: c.seed + 17 * s }));
+        const hosts = await Promise.all(segs.map(async (x) => ({ q: await toHost(x.q), k: await toHost(x.k), v: await toHost(x.v), keyLength: null })));
+        let state: CompressiveState = attn.initState(c.batch);
+        for (const x of segs) {
+          const r = attn.step(x.q, x.k, x.v, state);
+          r.output.dispose();
+          state = r.state; // step consumed the previous state
+        }
+        return {
+          loss: () => attn.reconstructionLoss(state),
+          reference: (c2) => referenceCompressiveSteps(hosts, c2.config).reconstructionLoss,
+          dispose: () => {
+            state.dispose();
+            segs.forEach((x) => x.dispose());
+          },
+        };
+      },
+    },
   },
 };

@@ -87,4 +87,20 @@ export const linformerSpec: VariantSpec = {
     fc.record({ k: fc.constant(2), maxLength: fc.constant(8), window: fc.integer() }),
   ),
   fused: true,
+  learned: {
+    // Variables [e, f] ([e] with shareKV), each [k, maxLength].
+    params: (c) => {
+      const { e, f } = projectionsOf(c);
+      const flat = (name: string, p: number[][]) => ({ name, shape: [p.length, p[0].length], data: Float64Array.from(p.flat()) });
+      return c.config.shareKV ? [flat('e', e)] : [flat('e', e), flat('f', f)];
+    },
+    withParams: (c, values) => {
+      const { e } = projectionsOf(c);
+      const [k, len] = [e.length, e[0].length];
+      const rows = (x: Float64Array) => Array.from({ length: k }, (_, r) => Array.from(x.subarray(r * len, (r + 1) * len)));
+      const { seed: _seed, ...config } = c.config;
+      config.projections = c.config.shareKV ? { e: rows(values[0]) } : { e: rows(values[0]), f: rows(values[1]) };
+      return { ...c, config };
+    },
+  },
 };

@@ -127,4 +127,16 @@ export const setTransformerSpec: VariantSpec = {
     fc.record({ heads: fc.constant(2), headDim: fc.constant(4), window: fc.integer() }),
   ),
   fused: true,
+  learned: {
+    params: (c) => {
+      const I = inducingOf(c);
+      return [{ name: 'inducing', shape: [I.length, I[0].length, I[0][0].length], data: Float64Array.from(I.flat(2)) }];
+    },
+    withParams: (c, [x]) => {
+      const I = inducingOf(c);
+      const [H, mi, d] = [I.length, I[0].length, I[0][0].length];
+      const inducing = Array.from({ length: H }, (_, h) => Array.from({ length: mi }, (_, r) => Array.from(x.subarray((h * mi + r) * d, (h * mi + r + 1) * d))));
+      return { ...c, config: { ...c.config, inducing } };
+    },
+  },
 };

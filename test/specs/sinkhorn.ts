@@ -215,4 +215,14 @@ export const sinkhornSpec: VariantSpec = {
     fc.record({ block: fc.constant(2), maxLength: fc.constant(8), headDim: fc.constant(4), window: fc.integer() }),
   ),
   fused: true,
+  learned: {
+    params: (c) => {
+      const W = sortWeightsOf(c);
+      return [{ name: 'sortWeights', shape: [W.length, W[0].length], data: Float64Array.from(W.flat()) }];
+    },
+    withParams: (c, [w]) => {
+      const [d, cols] = [sortWeightsOf(c).length, sortWeightsOf(c)[0].length];
+      return { ...c, config: { ...c.config, sortWeights: Array.from({ length: d }, (_, r) => Array.from(w.subarray(r * cols, (r + 1) * cols))) } };
+    },
+  },
 };

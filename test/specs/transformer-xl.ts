@@ -182,6 +182,21 @@ export const transformerXLSpec: VariantSpec = {
   ),
   fused: true,
   kernelStrategies: ['rows'],
+  learned: {
+    params: (c) => {
+      const p = xlParamsOf(c);
+      return [
+        { name: 'u', shape: [c.heads, c.d], data: Float64Array.from(p.u.flat()) },
+        { name: 'v', shape: [c.heads, c.d], data: Float64Array.from(p.v.flat()) },
+        { name: 'wR', shape: [c.heads, c.d, c.d], data: Float64Array.from(p.wR.flat(2)) },
+      ];
+    },
+    withParams: (c, [u, v, wR]) => {
+      const rows = (x: Float64Array) => Array.from({ length: c.heads }, (_, h) => Array.from(x.subarray(h * c.d, (h + 1) * c.d)));
+      const cube = Array.from({ length: c.heads }, (_, h) => Array.from({ length: c.d }, (_, a) => Array.from(wR.subarray((h * c.d + a) * c.d, (h * c.d + a + 1) * c.d))));
+      return { ...c, config: { ...c.config, u: rows(u), v: rows(v), wR: cube } };
+    },
+  },
   steps: {
     segment: (c) => ({ ...c, m: c.n, keyLength: null }),
     reference: (segments, c) => referenceXLSegments(segments.map((s) => s.q), segments.map((s) => s.k), segments.map((s) => s.v), c),

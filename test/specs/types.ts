@@ -1,4 +1,5 @@
 import type * as fc from 'fast-check';
+import type * as tf from '@tensorflow/tfjs-core';
 import type { Attention } from '../../src/core/types.js';
 import type { Host4 } from '../reference.js';
 
@@ -25,6 +26,35 @@ export interface Case {
  */
 export type GrowthClass = 'linear' | 'n^1.5' | 'quadratic';
 
+/** One learned parameter of a case's variant, as a flat row-major float64 array. */
+export interface LearnedParam {
+  name: string;
+  shape: number[];
+  data: Float64Array;
+}
+
+/**
+ * A catalog entry's learned parameters (DESIGN.md "Training"), for the gradient suite
+ * (test/gradients.test.ts): built with `trainable: true`, `variables` lists them in this order.
+ */
+export interface LearnedSpec {
+  /** Small random cases whose config builds the variant with `trainable: true` (default: the spec's gradient cases, with `trainable: true` added). */
+  cases?: fc.Arbitrary<Case>;
+  /** The parameters the case's variant uses, in the order of its `variables` (explicit in the config, or the seeded generator's). */
+  params(c: Case): LearnedParam[];
+  /** The case with explicit parameter values (same order and shapes as `params`), for the float64 reference. */
+  withParams(c: Case, values: Float64Array[]): Case;
+  /**
+   * The scalar objective when it is not Σ W ⊙ apply(q, k, v): e.g. compressive's conv weights
+   * only reach `reconstructionLoss` after a step sequence (its memories are constants elsewhere).
+   * `device` runs on the active backend inside `tf.variableGrads` (prepare its inputs from the
+   * case's seed outside, in `prepare`); `reference` is the float64 value for a case's parameters.
+   */
+  objective?: {
+    prepare(attn: Attention<unknown>, c: Case): Promise<{ loss(): tf.Scalar; reference(c: Case): number; dispose(): void }>;
+  };
+}
+
 /**
  * How the conformance suite exercises one catalog entry. Every catalog entry must have one
  * (test/specs/index.ts); adding an entry to the catalog without a spec fails the suite.
@@ -35,6 +65,13 @@ export interface VariantSpec {
   make(config: Record<string, unknown>): Attention<unknown>;
   /** Random valid cases (small enough for the float64 reference). */
   cases: fc.Arbitrary<Case>;
+  /**
+   * Cases for the gradient suite's finite differences (tiny sizes), when filtering `cases` by
+   * size would not do (test/gradients.test.ts: default `cases` filtered to small shapes).
+   */
+  gradCases?: fc.Arbitrary<Case>;
+  /** Learned parameters (DESIGN.md "Training"): their gradients are checked against finite differences. */
+  learned?: LearnedSpec;
   /** DESIGN.md's definition in float64, written independently of the library. */
   reference(q: Host4, k: Host4, v: Host4, c: Case): Host4;
   /**

@@ -67,7 +67,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../core/backend.js';
 import { checkHostBudget } from '../../core/budget.js';
 import { constantOf, gatherDifferentiable } from '../../core/grad.js';
-import { forwardOnlyKernel, resolveImplementation } from '../../core/dispatch.js';
+import { forwardOnlyKernel, recordingGradients, resolveImplementation } from '../../core/dispatch.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
@@ -434,7 +434,8 @@ export class RoutingAttention implements Attention<ResolvedRoutingConfig> {
       const qBase = new Int32Array(B * Hh);
       for (let i = 0; i < B * Hh; i++) qBase[i] = i * n;
       const rows = tf.reshape(tf.add(r.qIdx, tf.tensor4d(qBase, [B, Hh, 1, 1], 'int32')), [-1]) as tf.Tensor1D; // (batch, head, cluster, slot) order
-      if (tf.getBackend() === 'webgpu') {
+      if (tf.getBackend() === 'webgpu' && !recordingGradients()) {
+        // (While gradients are recorded, the scatter below: the combine kernel is forward-only.)
         // Sorted by row and summed in cluster order by a small kernel: webgpu's scatter adds floats
         // with atomics, in an order (and so with a rounding) that varies from run to run.
         return tf.reshape(routingCombine(out, rows, rowsTotal), [B, Hh, n, dv]) as tf.Tensor4D;
