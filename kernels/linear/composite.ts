@@ -112,13 +112,23 @@ export function causalChunks(
   const dv = v.shape[3] as number;
   const outs: tf.Tensor[] = [];
   let st = initial;
-  for (let a = 0; a < len; a += chunk) {
-    const c = Math.min(chunk, len - a);
+  // The chunks, cut once by a split (its gradient is one concat; a slice per chunk would give a
+  // full-size pad per chunk in the backward pass: O(n²/c) bytes). Rank 4: webgpu's rank-5 pad
+  // (the gradient of a rank-5 slice) does not compile.
+  const sizes: number[] = [];
+  for (let a = 0; a < len; a += chunk) sizes.push(Math.min(chunk, len - a));
+  const cut = (x: tf.Tensor): tf.Tensor[] => (sizes.length === 1 ? [x] : tf.split(x, sizes, 2));
+  const fqs = cut(tf.reshape(fq, [batch * kvHeads, group, len, features]));
+  const fks = cut(fk);
+  const vs = cut(v);
+  const kvs = kvalid ? cut(kvalid) : null;
+  for (let ci = 0; ci < sizes.length; ci++) {
+    const c = sizes[ci];
     const [out, ...next] = tf.tidy(() => {
-      const fqc = tf.reshape(tf.slice(fq, [0, 0, 0, a, 0], [-1, -1, -1, c, -1]), [batch, kvHeads, group * c, features]);
-      const fkc = tf.slice(fk, [0, 0, a, 0], [-1, -1, c, -1]);
-      const vc = tf.slice(v, [0, 0, a, 0], [-1, -1, c, -1]);
-      const kv = kvalid ? tf.slice(kvalid, [0, 0, a, 0], [-1, -1, c, -1]) : null;
+      const fqc = tf.reshape(fqs[ci], [batch, kvHeads, group * c, features]);
+      const fkc = fks[ci];
+      const vc = vs[ci];
+      const kv = kvs ? kvs[ci] : null;
       // allowed[row = g·c + i, j] = (j <= i) and key j real: [1 or B, 1, G·c, c]
       let allowed: tf.Tensor = causalMask(group, c);
       if (kv) allowed = tf.mul(allowed, tf.reshape(kv, [batch, 1, 1, c]));
@@ -151,7 +161,9 @@ export function causalChunks(
     if (st !== initial) disposeState(st);
     st = { s: next[0] as tf.Tensor4D, z: next[1] as tf.Tensor4D, r: (next[2] as tf.Tensor4D | undefined) ?? null };
     outs.push(out);
+    if (sizes.length > 1) [fqs[ci], fks[ci], vs[ci], ...(kvs ? [kvs[ci]] : [])].forEach((t) => t.dispose());
   }
+  if (sizes.length === 1) fqs[0].dispose(); // the rank-4 view of fq
   const out = outs.length === 1 ? outs[0] : tf.concat(outs, 3);
   if (outs.length > 1) outs.forEach((t) => t.dispose());
   if (st === initial) st = { s: tf.clone(initial.s), z: tf.clone(initial.z), r: initial.r ? tf.clone(initial.r) : null };
@@ -267,9 +279,9 @@ function linearOnFinite(
     const vT = tail(v);
     const kvT = kvalid ? tail(kvalid) : null;
     const fq = tf.tidy(() => {
-      const q5 = tf.reshape(q, [batch, kvHeads, group, n, d]);
-      const qa = n > m ? tf.slice(q5, [0, 0, 0, n - m, 0], [-1, -1, -1, m, -1]) : q5;
-      return ops.query(qa);
+      // (A rank-4 slice: its gradient is a pad, and webgpu's rank-5 pad does not compile.)
+      const qa = n > m ? tf.slice(tf.reshape(q, [batch * kvHeads, group, n, d]), [0, 0, n - m, 0], [-1, -1, m, -1]) : q;
+      return ops.query(tf.reshape(qa, [batch, kvHeads, group, Math.min(n, m), d]));
     });
     const { out, state } = causalChunks(fq, fkT, vT, kvT, prefix, ops.exp);
     [fq, fkT, ...(vT !== v ? [vT] : []), ...(kvT && kvT !== kvalid ? [kvT] : [])].forEach((t) => t.dispose());
