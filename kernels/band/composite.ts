@@ -19,7 +19,7 @@
 import { finiteKV, finiteKVBytes } from '../shared/finite.js';
 import { DISALLOWED_SCORE } from '../shared/masking.js';
 import * as tf from '@tensorflow/tfjs-core';
-import { constantOf } from '../../src/core/grad.js';
+import { constantOf, gatherDifferentiable } from '../../src/core/grad.js';
 import { matMulBT } from '../shared/matmul.js';
 import type { Dims } from '../../src/core/types.js';
 
@@ -142,8 +142,8 @@ function forwardBlocks(q: tf.Tensor4D, kIn: tf.Tensor4D, vIn: tf.Tensor4D, dims:
   const { k, v, poison } = finiteKV(kIn, vIn);
   const qb = toBlocks(tf.mul(q, scale), dims, g);
   const gidx = tf.tensor1d(g.idx, 'int32');
-  const kw = tf.reshape(tf.gather(k, gidx, 2), [batch, kvHeads, g.nQB, g.Lw, d]);
-  const vw = tf.reshape(tf.gather(v, gidx, 2), [batch, kvHeads, g.nQB, g.Lw, dv]);
+  const kw = tf.reshape(gatherDifferentiable(k, gidx, 2), [batch, kvHeads, g.nQB, g.Lw, d]);
+  const vw = tf.reshape(gatherDifferentiable(v, gidx, 2), [batch, kvHeads, g.nQB, g.Lw, dv]);
   const penalty = (t: tf.Tensor) => tf.mul(tf.sub(tf.step(t), 1), -DISALLOWED_SCORE);
   const sm = tf.add(tf.add(matMulBT(qb, kw), penalty(wh)), penalty(valid));
   const e = tf.exp(tf.sub(sm, constantOf([sm], (x) => tf.max(x, -1, true)))); // the shift is a constant of the gradient
@@ -151,7 +151,7 @@ function forwardBlocks(q: tf.Tensor4D, kIn: tf.Tensor4D, vIn: tf.Tensor4D, dims:
   const sum = tf.sum(we, -1, true);
   const safe = tf.add(sum, tf.sub(1, tf.step(sum))); // a row with nothing allowed: 0 / 1
   const p = tf.div(we, safe);
-  const pw = tf.reshape(tf.gather(poison, gidx, 2), [batch, kvHeads, g.nQB, g.Lw, 1]);
+  const pw = tf.reshape(gatherDifferentiable(poison, gidx, 2), [batch, kvHeads, g.nQB, g.Lw, 1]);
   const seen = tf.reshape(tf.matMul(p, pw), [batch * kvHeads, g.nQB, -1, 1]); // rank 4: webgpu's select
   const mark = tf.reshape(constantOf([seen], (x) => tf.where(tf.greater(x, 0), tf.fill(x.shape, Number.NaN), tf.zerosLike(x))), [batch, kvHeads, g.nQB, -1, 1]);
   const o = tf.add(tf.matMul(p, vw), mark); // x + 0 is x exactly, x + NaN is NaN

@@ -20,7 +20,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { constantOf } from '../../src/core/grad.js';
+import { constantOf, gatherDifferentiable } from '../../src/core/grad.js';
 import type { Dims, KernelStrategy } from '../../src/core/types.js';
 import { mergeFlashPartials, planFor, runFlash } from './kernel.js';
 import { buildLayoutFromEntries, type BlockLayout, type ElementRule } from './layout.js';
@@ -154,7 +154,7 @@ export function gatherRows(x: tf.Tensor3D, index: tf.Tensor2D): tf.Tensor3D {
     const k = index.shape[1];
     const base = tf.reshape(tf.mul(tf.range(0, rows, 1, 'int32'), tf.scalar(n, 'int32')), [rows, 1]);
     const flat = tf.reshape(tf.add(index, base), [rows * k]);
-    return tf.reshape(tf.gather(tf.reshape(x, [rows * n, w]), flat), [rows, k, w]) as tf.Tensor3D;
+    return tf.reshape(gatherDifferentiable(tf.reshape(x, [rows * n, w]), flat), [rows, k, w]) as tf.Tensor3D;
   });
 }
 

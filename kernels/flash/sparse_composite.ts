@@ -21,7 +21,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { constantOf } from '../../src/core/grad.js';
+import { constantOf, gatherDifferentiable } from '../../src/core/grad.js';
 import { matMulBT } from '../shared/matmul.js';
 import type { Dims } from '../../src/core/types.js';
 import type { GatherPart } from './parts.js';
@@ -150,14 +150,14 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, poison: Val, kl: Val | null,
     qa = R === n ? { shape: qs.shape, t: qs.t, owned: false } : ex.op([B, H, R, d], () => tf.pad(qs.t!, [[0, 0], [0, 0], [0, R - n], [0, 0]]));
   } else if (!perHead) {
     const idx = ex.upload(Int32Array.from(part.rows, (r) => Math.max(r, 0)), [R], 'int32');
-    qa = ex.op([B, H, R, d], () => tf.gather(qs.t!, idx.t!, 2));
+    qa = ex.op([B, H, R, d], () => gatherDifferentiable(qs.t!, idx.t!, 2));
     ex.free(idx);
   } else {
     const flat = new Int32Array(H * R);
     for (let h = 0; h < H; h++) for (let s = 0; s < R; s++) flat[h * R + s] = h * n + Math.max(part.rows[h * R + s], 0);
     const idx = ex.upload(flat, [H * R], 'int32');
     const qf = ex.view(qs, [B, H * n, d]);
-    const g = ex.op([B, H * R, d], () => tf.gather(qf.t!, idx.t!, 1));
+    const g = ex.op([B, H * R, d], () => gatherDifferentiable(qf.t!, idx.t!, 1));
     ex.free(idx, qf);
     qa = ex.reshape(g, [B, H, R, d]);
   }
@@ -179,9 +179,9 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, poison: Val, kl: Val | null,
     pm = ex.view(poison, [B * KH, m, 1]);
   } else if (!perHead) {
     const idx = ex.upload(Int32Array.from(part.keys, (j) => Math.max(j, 0)), [NG * V], 'int32');
-    const kg = ex.op([B, KH, NG * V, d], () => tf.gather(k.t!, idx.t!, 2));
-    const vg = ex.op([B, KH, NG * V, dv], () => tf.gather(v.t!, idx.t!, 2));
-    const pg = ex.op([B, KH, NG * V, 1], () => tf.gather(poison.t!, idx.t!, 2));
+    const kg = ex.op([B, KH, NG * V, d], () => gatherDifferentiable(k.t!, idx.t!, 2));
+    const vg = ex.op([B, KH, NG * V, dv], () => gatherDifferentiable(v.t!, idx.t!, 2));
+    const pg = ex.op([B, KH, NG * V, 1], () => gatherDifferentiable(poison.t!, idx.t!, 2));
     ex.free(idx);
     km = ex.reshape(kg, [B * KH * NG, V, d]);
     vm = ex.reshape(vg, [B * KH * NG, V, dv]);
@@ -196,9 +196,9 @@ function runPart(ex: Exec, qs: Val, k: Val, v: Val, poison: Val, kl: Val | null,
     const kf = ex.view(k, [B, KH * m, d]);
     const vf = ex.view(v, [B, KH * m, dv]);
     const pf = ex.view(poison, [B, KH * m, 1]);
-    const kg = ex.op([B, H * NG * V, d], () => tf.gather(kf.t!, idx.t!, 1));
-    const vg = ex.op([B, H * NG * V, dv], () => tf.gather(vf.t!, idx.t!, 1));
-    const pg = ex.op([B, H * NG * V, 1], () => tf.gather(pf.t!, idx.t!, 1));
+    const kg = ex.op([B, H * NG * V, d], () => gatherDifferentiable(kf.t!, idx.t!, 1));
+    const vg = ex.op([B, H * NG * V, dv], () => gatherDifferentiable(vf.t!, idx.t!, 1));
+    const pg = ex.op([B, H * NG * V, 1], () => gatherDifferentiable(pf.t!, idx.t!, 1));
     ex.free(idx, kf, vf, pf);
     km = ex.reshape(kg, [B * H * NG, V, d]);
     vm = ex.reshape(vg, [B * H * NG, V, dv]);
@@ -311,14 +311,14 @@ function scatterBack(ex: Exec, x: Val, dims: Dims, part: GatherPart, X: number, 
   let out: Val;
   if (!perHead) {
     const idx = ex.upload(part.inverse, [n], 'int32');
-    out = ex.op([B, H, n, X], () => tf.gather(t.t!, idx.t!, 2));
+    out = ex.op([B, H, n, X], () => gatherDifferentiable(t.t!, idx.t!, 2));
     ex.free(idx, t);
   } else {
     const flat = new Int32Array(H * n);
     for (let h = 0; h < H; h++) for (let i = 0; i < n; i++) flat[h * n + i] = h * slots + part.inverse[h * n + i];
     const idx = ex.upload(flat, [H * n], 'int32');
     const tf3 = ex.reshape(t, [B, H * slots, X]);
-    const g = ex.op([B, H * n, X], () => tf.gather(tf3.t!, idx.t!, 1));
+    const g = ex.op([B, H * n, X], () => gatherDifferentiable(tf3.t!, idx.t!, 1));
     ex.free(idx, tf3);
     out = ex.reshape(g, [B, H, n, X]);
   }
