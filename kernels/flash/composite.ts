@@ -101,8 +101,8 @@ export function denseComposite(q: tf.Tensor4D, kIn: tf.Tensor4D, vIn: tf.Tensor4
 /**
  * Upper bound of the composite's intermediate bytes, valid on every backend. On webgpu, tfjs
  * releases a disposed tensor's buffer only when its command batch is submitted, so every
- * intermediate of the call can be alive at once: the bound counts them all — 3 (unmasked) or
- * 5 (masked) `[batch, heads, n, m]` float32 matrices, the mask's 7 `[batch, n, m]` tensors
+ * intermediate of the call can be alive at once: the bound counts them all — 3 (unmasked; 2
+ * where disposal is immediate) or 5 (masked) `[batch, heads, n, m]` float32 matrices, the mask's 7 `[batch, n, m]` tensors
  * (bools are 4-byte on webgpu), the O(m·(d + dv)) finite copies of K and V and the O(n·(d + dv))
  * row and operand tensors.
  */
@@ -110,11 +110,14 @@ export function denseCompositeBytes(dims: Dims, masked: boolean): number {
   const { batch, heads, n, m, d, dv } = dims;
   const scores = batch * heads * n * m * 4;
   const mask = masked ? 7 * batch * n * m * 4 + 2 * m * 4 : 0;
-  // Row tensors (scaled q, row max and sum, p·v, divNoNan's temporaries) and the operand
+  // Row tensors (scaled q, row max and sum, p·v, divOrZero's quotient) and the operand
   // copies a backend's matMul may make of K and V.
-  const rows = batch * heads * n * (2 * d + 4 * dv + 8) * 4 + batch * dims.kvHeads * m * (d + dv) * 4;
+  const rows = batch * heads * n * (2 * d + 2 * dv + 8) * 4 + batch * dims.kvHeads * m * (d + dv) * 4;
   // finiteKVBytes (K and V made finite); poisonRows: the row counts, their test, a NaN and a zero column, the selected
   // column, and the sum.
   const finite = finiteKVBytes(batch * dims.kvHeads, m, d, dv) + batch * heads * n * (dv + 5) * 4;
-  return (masked ? 5 : 3) * scores + mask + rows + finite + 8192;
+  // Unmasked, at most two score matrices are alive at once where disposal is immediate (cpu, wasm,
+  // tensorflow); three on webgpu, whose deferred releases keep the exponent's input alive too.
+  const unmasked = tf.getBackend() === 'webgpu' ? 3 : 2;
+  return (masked ? 5 : unmasked) * scores + mask + rows + finite + 8192;
 }
