@@ -22,6 +22,12 @@ export interface Paper {
 export interface Capabilities {
   /** A fused WGSL kernel runs it on webgpu (elsewhere, and with `implementation: 'composite'`, the composite of tfjs ops). */
   readonly fused: boolean;
+  /**
+   * Whether the fused path is differentiable on webgpu (its kernels register their gradients:
+   * `tf.grad` runs the fused backward). False: while tfjs records gradients the composite runs,
+   * and an explicit `implementation: 'kernel'` throws AttentionError.
+   */
+  readonly fusedBackward: boolean;
   /** Whether the config accepts `causal: true` (false: the variant has no causal form, e.g. linformer). */
   readonly causal: boolean;
   /** Whether instances built with `causal: true` have an incremental `decode(q, k, v, state)` path. */

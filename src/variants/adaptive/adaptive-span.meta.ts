@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·(z+R)·d)', memory: 'O(n·(z+R))' },
   module: 'variants/adaptive/adaptive-span',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: false, pattern: false, learned: ['z'] },
+  capabilities: { fused: true, fusedBackward: false, causal: true, decode: false, pattern: false, learned: ['z'] },
 } as const satisfies EntryMeta;

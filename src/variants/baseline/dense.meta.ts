@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·m·d)', memory: 'O(n) fused; O(n·m) composite; decode cache O(m·kvHeads·d)' },
   module: 'variants/baseline/dense',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: true, pattern: false, learned: [] },
+  capabilities: { fused: true, fusedBackward: true, causal: true, decode: true, pattern: false, learned: [] },
 } as const satisfies EntryMeta;

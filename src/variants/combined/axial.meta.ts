@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·(rows + cols)·d)', memory: 'O(n·(rows + cols))' },
   module: 'variants/combined/axial',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: false, pattern: true, learned: [] },
+  capabilities: { fused: true, fusedBackward: true, causal: true, decode: false, pattern: true, learned: [] },
 } as const satisfies EntryMeta;

@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·b·(w + g + r)·d)', memory: 'O(n·b·(w + g + r))' },
   module: 'variants/combined/big-bird',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: false, pattern: true, learned: [] },
+  capabilities: { fused: true, fusedBackward: true, causal: true, decode: false, pattern: true, learned: [] },
 } as const satisfies EntryMeta;

@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·b·(L+1)·d)', memory: 'O(n·b·(L+1))' },
   module: 'variants/fixed/blockwise',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: false, pattern: true, learned: [] },
+  capabilities: { fused: true, fusedBackward: true, causal: true, decode: false, pattern: true, learned: [] },
 } as const satisfies EntryMeta;

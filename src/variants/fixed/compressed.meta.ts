@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·m/t·d + m·d)', memory: 'O(n·m/t)' },
   module: 'variants/fixed/compressed',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: false, pattern: false, learned: [] },
+  capabilities: { fused: true, fusedBackward: true, causal: true, decode: false, pattern: false, learned: [] },
 } as const satisfies EntryMeta;

@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·w·d)', memory: 'O(n·w); decode state O(w)' },
   module: 'variants/fixed/local',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: true, pattern: true, learned: [] },
+  capabilities: { fused: true, fusedBackward: true, causal: true, decode: true, pattern: true, learned: [] },
 } as const satisfies EntryMeta;

@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·m/t·d)', memory: 'O(n·m/t)' },
   module: 'variants/fixed/strided',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: false, pattern: true, learned: [] },
+  capabilities: { fused: true, fusedBackward: true, causal: true, decode: false, pattern: true, learned: [] },
 } as const satisfies EntryMeta;

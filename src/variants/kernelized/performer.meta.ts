@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·M·(d + dv))', memory: 'O(n·M + M·dv); decode state O(M·dv)' },
   module: 'variants/kernelized/performer',
   exactSoftmax: false,
-  capabilities: { fused: true, causal: true, decode: true, pattern: false, learned: [] },
+  capabilities: { fused: true, fusedBackward: false, causal: true, decode: true, pattern: false, learned: [] },
 } as const satisfies EntryMeta;

@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(nh·n·(c·d + log² n))', memory: 'O(n·c·nh)' },
   module: 'variants/learnable/lsh',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: false, pattern: false, learned: [] },
+  capabilities: { fused: true, fusedBackward: false, causal: true, decode: false, pattern: false, learned: [] },
 } as const satisfies EntryMeta;

@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·kc·d + n·w·d)', memory: 'O(n·w)' },
   module: 'variants/learnable/routing',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: false, pattern: false, learned: [] },
+  capabilities: { fused: true, fusedBackward: false, causal: true, decode: false, pattern: false, learned: [] },
 } as const satisfies EntryMeta;

@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·b·d + m·(m/b)·d + T·(m/b)²)', memory: 'O(n·b + (m/b)²)' },
   module: 'variants/learnable/sinkhorn',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: false, decode: false, pattern: false, learned: ['sortWeights'] },
+  capabilities: { fused: true, fusedBackward: false, causal: false, decode: false, pattern: false, learned: ['sortWeights'] },
 } as const satisfies EntryMeta;

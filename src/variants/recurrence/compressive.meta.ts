@@ -20,5 +20,5 @@ export const meta = {
   },
   module: 'variants/recurrence/compressive',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: false, pattern: false, learned: ['convK', 'convV'] },
+  capabilities: { fused: true, fusedBackward: false, causal: true, decode: false, pattern: false, learned: ['convK', 'convV'] },
 } as const satisfies EntryMeta;

@@ -16,5 +16,5 @@ export const meta = {
   complexity: { time: 'O(n·(n + L)·d) per segment', memory: 'O(n·(n + L)) per segment (fused: O(n + (n + L)·d)); state O(L·d)' },
   module: 'variants/recurrence/transformer-xl',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: false, pattern: false, learned: ['u', 'v', 'wR'] },
+  capabilities: { fused: true, fusedBackward: false, causal: true, decode: false, pattern: false, learned: ['u', 'v', 'wR'] },
 } as const satisfies EntryMeta;

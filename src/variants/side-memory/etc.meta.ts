@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·(r + g)·d)', memory: 'O(n·(r + g))' },
   module: 'variants/side-memory/etc',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: false, pattern: true, learned: [] },
+  capabilities: { fused: true, fusedBackward: true, causal: true, decode: false, pattern: true, learned: [] },
 } as const satisfies EntryMeta;

@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·(w + g)·d)', memory: 'O(n·(w + g))' },
   module: 'variants/side-memory/longformer',
   exactSoftmax: true,
-  capabilities: { fused: true, causal: true, decode: false, pattern: true, learned: [] },
+  capabilities: { fused: true, fusedBackward: true, causal: true, decode: false, pattern: true, learned: [] },
 } as const satisfies EntryMeta;
