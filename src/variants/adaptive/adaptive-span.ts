@@ -58,6 +58,8 @@ export interface AdaptiveSpanConfig {
   z?: number[] | tf.Tensor1D;
   /** Number of query heads, when `z` is not given (then every z_h starts at S/2). */
   heads?: number;
+  /** Whether z is trainable (a trainable `tf.Variable`, listed by `variables`). Default false (DESIGN.md, Training). */
+  trainable?: boolean;
   /** Offsets x = p_i − j with x >= 0 only. Default `false` (x = |p_i − j|). */
   causal?: boolean;
   /** Score scale. Default `1 / sqrt(d)`. */
@@ -71,6 +73,7 @@ export interface ResolvedAdaptiveSpanConfig {
   heads: number;
   causal: boolean;
   scale?: number;
+  trainable: boolean;
 }
 
 /** Block size (positions) of the fused path's band layout. */
@@ -103,10 +106,16 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
     this.zVar = z;
   }
 
-  /** The learnable spans, one per query head (a trainable `tf.Variable` owned by the variant). */
+  /** The spans, one per query head (a `tf.Variable` owned by the variant; trainable with `trainable: true`). */
   get z(): tf.Variable<tf.Rank.R1> {
     this.lifetime.check(this.id);
     return this.zVar!;
+  }
+
+  /** The trainable variables: `[z]` with `trainable: true`, else none. */
+  get variables(): tf.Variable[] {
+    this.lifetime.check(this.id);
+    return this.config.trainable ? [this.zVar!] : [];
   }
 
   /** The composite's bound, as `memoryBytes` reports it: O(n·(S + R)) windows and scores, plus the key-length mask. */
@@ -282,12 +291,12 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
  * Builds adaptive-span attention.
  *
  * @param config - `maxSpan` S (required), `ramp` R (32), `z` (one per head) or `heads` (z = S/2
- * each), `causal` (false), `scale` (1/√d).
+ * each), `causal` (false), `scale` (1/√d), `trainable` (false: z is then not trained by optimizers).
  * @example
  * ```ts
  * import * as tf from '@tensorflow/tfjs-core';
  * import { adaptiveSpanAttention } from 'attention-catalog/adaptive-span';
- * const attn = adaptiveSpanAttention({ maxSpan: 256, heads: 8, causal: true });
+ * const attn = adaptiveSpanAttention({ maxSpan: 256, heads: 8, causal: true, trainable: true });
  * const q = tf.randomNormal([1, 8, 1024, 64]) as tf.Tensor4D;
  * const opt = tf.train.adam(1e-2);
  * opt.minimize(() => tf.add(tf.mean(attn.apply(q, q, q)), tf.mul(1e-3, attn.spanLoss())) as tf.Scalar, false, [attn.z]);
@@ -296,7 +305,8 @@ export class AdaptiveSpanAttention implements Attention<ResolvedAdaptiveSpanConf
  */
 export function adaptiveSpanAttention(config: AdaptiveSpanConfig): AdaptiveSpanAttention {
   if (typeof config !== 'object' || config === null) throw new AttentionError('config', 'an object', show(config));
-  checkConfigKeys(meta.id, config, ['maxSpan', 'ramp', 'z', 'heads', 'causal', 'scale']);
+  checkConfigKeys(meta.id, config, ['maxSpan', 'ramp', 'z', 'heads', 'causal', 'scale', 'trainable']);
+  const trainable = config.trainable === undefined ? false : checkBool('config.trainable', config.trainable);
   const maxSpan = checkInt('config.maxSpan', config.maxSpan, 1);
   const ramp = config.ramp === undefined ? 32 : checkInt('config.ramp', config.ramp, 1);
   const causal = config.causal === undefined ? false : checkBool('config.causal', config.causal);
@@ -330,11 +340,11 @@ export function adaptiveSpanAttention(config: AdaptiveSpanConfig): AdaptiveSpanA
     heads = checkInt('config.heads', config.heads, 1);
     zInit = new Array(heads).fill(maxSpan / 2);
   }
-  const cfg: ResolvedAdaptiveSpanConfig = { maxSpan, ramp, heads, causal };
+  const cfg: ResolvedAdaptiveSpanConfig = { maxSpan, ramp, heads, causal, trainable };
   if (scale !== undefined) cfg.scale = scale;
   // Through one op, so that z lives on the active backend's device from the start.
   const init = tf.tidy(() => tf.add(Array.isArray(zInit) ? tf.tensor1d(zInit, 'float32') : zInit, 0)) as tf.Tensor1D;
-  const z = tf.variable(init, true) as tf.Variable<tf.Rank.R1>;
+  const z = tf.variable(init, trainable) as tf.Variable<tf.Rank.R1>;
   init.dispose(); // the variable holds its own reference to the data
   return new AdaptiveSpanAttention(Object.freeze(cfg), z);
 }

@@ -57,6 +57,8 @@ export interface LinformerConfig {
   causal?: boolean;
   /** Score scale. Default `1 / sqrt(d)`. */
   scale?: number;
+  /** Whether E and F are trainable variables (listed by `variables`). Default false. */
+  trainable?: boolean;
 }
 
 /** The resolved config. */
@@ -67,6 +69,7 @@ export interface ResolvedLinformerConfig {
   seed: number;
   causal: false;
   scale?: number;
+  trainable: boolean;
   /** `'explicit'` when projections were given, else `'seeded'`. */
   projections: 'explicit' | 'seeded';
 }
@@ -178,6 +181,12 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
     return Math.ceil((slices + masked + projected) * 1.15) + attendDenseBytes({ ...dims, m: kp }, path, false) + 4096;
   }
 
+  /** The trainable variables: `[e, f]` (`[e]` with shareKV) with `trainable: true`, else none. */
+  get variables(): tf.Variable[] {
+    this.lifetime.check(this.id);
+    return this.config.trainable ? ([this.e, this.f].filter((x) => x !== null) as tf.Variable[]) : [];
+  }
+
   /** The projections `{ e, f }`, `[k, maxLength]` each (new tensors the caller owns; f equals e with shareKV). */
   projections(): { e: tf.Tensor2D; f: tf.Tensor2D } {
     this.lifetime.check(this.id);
@@ -220,11 +229,12 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
  */
 export function linformerAttention(config: LinformerConfig): LinformerAttention {
   if (typeof config !== 'object' || config === null) throw new AttentionError('config', 'an object', show(config));
-  checkConfigKeys(meta.id, config, ['k', 'maxLength', 'shareKV', 'projections', 'seed', 'causal', 'scale']);
+  checkConfigKeys(meta.id, config, ['k', 'maxLength', 'shareKV', 'projections', 'seed', 'causal', 'scale', 'trainable']);
   if (config.causal !== undefined && checkBool('config.causal', config.causal)) {
     throw new AttentionError('config.causal', 'false (Linformer projects the whole sequence, so it cannot be causal)', 'true');
   }
   const shareKV = config.shareKV === undefined ? false : checkBool('config.shareKV', config.shareKV);
+  const trainable = config.trainable === undefined ? false : checkBool('config.trainable', config.trainable);
   const scale = checkScale(config.scale);
   if (config.seed !== undefined && config.projections !== undefined) {
     throw new AttentionError('config.projections', 'either seed or projections, not both', 'both');
@@ -263,11 +273,20 @@ export function linformerAttention(config: LinformerConfig): LinformerAttention 
     e = upload(host.e);
     if (host.f) f = upload(host.f);
   }
+  // The projections live in variables the variant owns (trainable with `trainable: true`).
+  const own = (t: tf.Tensor2D) => {
+    const x = tf.variable(t, trainable) as tf.Variable<tf.Rank.R2>;
+    t.dispose(); // the variable holds its own reference to the data
+    return x;
+  };
+  e = own(e);
+  if (f) f = own(f);
   const cfg: ResolvedLinformerConfig = {
     k: e.shape[0],
     maxLength: e.shape[1],
     shareKV,
     seed,
+    trainable,
     causal: false,
     projections: config.projections !== undefined ? 'explicit' : 'seeded',
   };
