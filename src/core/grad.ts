@@ -42,11 +42,15 @@ export function constantOf<T>(inputs: tf.Tensor[], f: (...xs: tf.Tensor[]) => T)
 /**
  * `tf.gather(x, indices, axis)` (int32 `indices` of any shape, a constant of the gradient),
  * differentiable in `x` on every backend: tfjs's gather gradient is an `UnsortedSegmentSum`,
- * which the wasm backend does not register; where it is missing, the gradient here is the same
- * sum as a scatter-add (`ScatterNd`, registered everywhere). Elsewhere it is plain `tf.gather`.
+ * which the wasm backend does not register and the cpu backend computes one masked sum per
+ * segment; on those two the gradient here is the same sum as a scatter-add (`ScatterNd`).
+ * Elsewhere it is plain `tf.gather`.
  */
 export function gatherDifferentiable<T extends tf.Tensor>(x: T, indices: tf.Tensor, axis = 0): T {
-  if (tf.getKernel('UnsortedSegmentSum', tf.getBackend()) !== undefined) return tf.gather(x, indices, axis) as T;
+  // tfjs's gather gradient is an UnsortedSegmentSum: missing on wasm, and on cpu one masked sum
+  // per segment (O(segments · size): minutes for a 4096-row backward). There the scatter-add below.
+  const backend = tf.getBackend();
+  if (backend !== 'cpu' && tf.getKernel('UnsortedSegmentSum', backend) !== undefined) return tf.gather(x, indices, axis) as T;
   const shape = x.shape.slice();
   const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
   const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
