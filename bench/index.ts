@@ -9,6 +9,7 @@
  *          --kernelized-ns 1024,2048,4096,8192,16384 (suite kernelized: linear, performer, linformer, adaptive-span)
  *          --learnable-ns 1024,2048,4096,8192,16384 (suite learnable: lsh, routing, sinkhorn; bench/learnable.ts)
  *          --recurrence-ns 256,512,1024,2048 --mem-length 1024 (suite recurrence: one step over a full memory; bench/recurrence.ts)
+ *          --training-ns 1024,4096 (suite training: forward + backward of dense and local on webgpu, fused vs composite; bench/training.ts)
  *          --suites compile (not run by default): every entry's cold first call on webgpu, one child
  *          process per (entry, d), see bench/compile.ts; --compile-ds 32,64,128  --compile-timeout 120
  *          --compile-flag 10  --only
@@ -34,6 +35,9 @@ import { benchRecurrence, recurrenceTable } from './recurrence.js';
 import { benchCompile, compileTable, COMPILE_PROBLEM } from './compile.js';
 import { benchStrategies, strategiesTable } from './strategies.js';
 import { benchBrowser, browserHeader, browserTable } from './browser.js';
+import { benchTraining, trainingTable } from './training.js';
+// tfjs-core registers no op gradients by itself; @tensorflow/tfjs-layers' CommonJS build does (the training suite).
+import '@tensorflow/tfjs-layers';
 
 const a = args();
 const runs = Number(a.runs ?? 3);
@@ -41,7 +45,7 @@ const ns = (a.ns ?? '512,1024,2048,4096,8192,16384').split(',').map(Number);
 const maxCpuN = Number(a['max-cpu-n'] ?? 4096);
 const backends = (a.backends ?? 'webgpu,wasm,cpu').split(',');
 
-const suites = (a.suites ?? 'dense,patterns,kernelized,learnable,recurrence').split(',');
+const suites = (a.suites ?? 'dense,patterns,kernelized,learnable,recurrence,training').split(',');
 const out = a.out ?? 'bench/results';
 mkdirSync(out, { recursive: true });
 
@@ -115,6 +119,20 @@ if (suites.includes('recurrence')) {
   writeFileSync(`${out}/recurrence.md`, md);
   writeFileSync(`${out}/recurrence.json`, JSON.stringify({ date: new Date().toISOString(), runs, memLength, rows }, null, 2));
   console.log(`\n${md}\nwritten: ${out}/recurrence.md, ${out}/recurrence.json`);
+}
+
+if (suites.includes('training')) {
+  const tNs = (a['training-ns'] ?? '1024,4096').split(',').map(Number);
+  const rows = await benchTraining({ ns: tNs, runs });
+  const md =
+    `## Training step on webgpu: forward + backward, fused vs composite (batch 1, 1 head, d = dv = 64, causal, median of ${runs})\n\n` +
+    "`tf.grads` of Σ apply with respect to q, k and v. Fused: the flash kernel, which saves each row's logsumexp, and its fused " +
+    'backward (dQ per query row, dK/dV per key row over the transposed layout). Composite: tfjs ops and tfjs autodiff. Both ' +
+    'measured in the same run; local has window 256.\n\n' +
+    `${trainingTable(rows)}\n`;
+  writeFileSync(`${out}/training.md`, md);
+  writeFileSync(`${out}/training.json`, JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
+  console.log(`\n${md}\nwritten: ${out}/training.md, ${out}/training.json`);
 }
 
 if (suites.includes('strategies')) {
