@@ -50,9 +50,7 @@ const FLOOR = 0.05;
 /** Kernel vs composite gradients (both float32): relative to the tensor's largest entry. */
 const REL_KERNEL = 2e-4;
 /** The entries DESIGN.md's "Training" lists as learned (each must have spec.learned). */
-// compressed's conv kernels are not trainable yet (host arrays drawn per head dims; see the
-// issue 12 note): it is the one learned parameter of DESIGN.md's list left out here.
-const LEARNED = ['adaptive-span', 'linformer', 'sinkhorn', 'set-transformer', 'transformer-xl', 'compressive'];
+const LEARNED = ['adaptive-span', 'linformer', 'compressed', 'sinkhorn', 'set-transformer', 'transformer-xl', 'compressive'];
 
 /** Tiny shapes: finite differences over every element stay cheap. */
 function small(c: Case): boolean {

@@ -116,5 +116,27 @@ export const compressedSpec: VariantSpec = {
     fc.record({ mode: fc.constant('conv'), stride: fc.constant(1), kernels: fc.constant({ k: [[[1]]], v: [[[1]]] }) }),
   ),
   fused: true,
+  learned: {
+    // Mode 'conv' only: variables [k, v], the kernels [t·d, d] and [t·dv, dv] (the explicit [t, d, d], [t, dv, dv] flattened).
+    cases: fc.constant(null).chain(() => compressedGradCases.filter((c) => c.config.mode === 'conv')).map((c) => ({ ...c, config: { ...c.config, trainable: true } })),
+    params: (c) => {
+      const { k, v } = c.config.kernels as { k: number[][][]; v: number[][][] };
+      const t = c.config.stride as number;
+      return [
+        { name: 'k', shape: [t * c.d, c.d], data: Float64Array.from(k.flat(2)) },
+        { name: 'v', shape: [t * c.dv, c.dv], data: Float64Array.from(v.flat(2)) },
+      ];
+    },
+    withParams: (c, [k, v]) => {
+      const t = c.config.stride as number;
+      const cube = (x: Float64Array, dim: number) => Array.from({ length: t }, (_, u) => Array.from({ length: dim }, (_, a) => Array.from(x.subarray((u * dim + a) * dim, (u * dim + a + 1) * dim))));
+      return { ...c, config: { ...c.config, kernels: { k: cube(k, c.d), v: cube(v, c.dv) } } };
+    },
+  },
 };
+
+/** The gradient suite's compressed cases (tiny shapes). */
+const compressedGradCases: fc.Arbitrary<Case> = fc.constant(null).chain(() =>
+  compressedSpec.cases.filter((c) => c.batch * c.heads <= 4 && c.n <= 12 && c.m <= 16 && c.d <= 6 && c.dv <= 6),
+);
 

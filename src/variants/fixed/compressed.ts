@@ -33,7 +33,7 @@ import { buildPart, range } from '../../../kernels/flash/parts.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, seededConvWeights } from '../../core/rng.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Problem } from '../../core/types.js';
-import { checkInt, hostSquareStack, validateCall } from '../../core/validate.js';
+import { checkBool, checkInt, hostSquareStack, validateCall } from '../../core/validate.js';
 import { checkHostBudget } from '../../core/budget.js';
 import { resolveImplementation } from '../../core/dispatch.js';
 import { constantOf } from '../../core/grad.js';
@@ -63,9 +63,15 @@ export interface CompressedConfig extends PatternBaseConfig {
   kernels?: CompressedKernels;
   /** `mode: 'conv'` only: seed of the drawn kernels. Default the library's fixed seed. */
   seed?: number;
+  /**
+   * `mode: 'conv'` only: the kernels are trainable `tf.Variable`s the variant owns (listed by
+   * `variables`, freed by `dispose()`), `[t·d, d]` and `[t·dv, dv]`: from explicit kernels at
+   * construction, else the seeded ones on the first call with those head dims. Default false.
+   */
+  trainable?: boolean;
 }
 
-type Resolved = Omit<CompressedConfig, 'kernels'> & { causal: boolean; stride: number; mode: 'mean' | 'conv'; seed: number };
+type Resolved = Omit<CompressedConfig, 'kernels'> & { causal: boolean; stride: number; mode: 'mean' | 'conv'; seed: number; trainable: boolean };
 
 interface HostKernels {
   k: Float32Array;
@@ -90,6 +96,8 @@ export class CompressedAttention implements Attention<Resolved> {
   readonly family = meta.family;
   readonly complexity: Complexity = meta.complexity;
   private readonly seeded = new Map<string, HostKernels>();
+  /** `trainable: true`: the kernels as variables `[t·d, d]`, `[t·dv, dv]`, per head dims. */
+  private readonly vars = new Map<string, { k: tf.Variable; v: tf.Variable }>();
   private readonly specs = new Map<string, SparseSpec>();
   /** Disposed or live: every public method checks it first. */
   private readonly lifetime = new Lifetime();
@@ -97,7 +105,10 @@ export class CompressedAttention implements Attention<Resolved> {
   constructor(
     readonly config: Readonly<Resolved>,
     private readonly explicit: HostKernels | null,
-  ) {}
+  ) {
+    // Explicit kernels fix the head dims: their variables exist from the start.
+    if (config.trainable && explicit) this.variablesFor(explicit.d, explicit.dv);
+  }
 
   private kernelsFor(d: number, dv: number): HostKernels {
     if (this.explicit) {
@@ -120,8 +131,34 @@ export class CompressedAttention implements Attention<Resolved> {
     checkInt('d', d, 1);
     if (dv !== undefined) checkInt('dv', dv, 1);
     if (this.config.mode !== 'conv') throw new AttentionError('config.mode', "'conv' (mode 'mean' has no kernels)", show(this.config.mode));
+    if (this.config.trainable) throw new AttentionError('this', "a variant built without trainable (trainable kernels live on the device: read them from 'variables')", 'trainable: true');
     const w = this.kernelsFor(d, dv ?? d);
     return { k: w.k.slice(), v: w.v.slice() };
+  }
+
+  /** The trainable variables (`trainable: true`, mode 'conv'): the k and v kernels of every head dims used so far, else none. */
+  get variables(): tf.Variable[] {
+    this.lifetime.check(this.id);
+    return [...this.vars.values()].flatMap((x) => [x.k, x.v]);
+  }
+
+  /** The variables of head dims (d, dv), made from the explicit or seeded kernels on first use. */
+  private variablesFor(d: number, dv: number): { k: tf.Variable; v: tf.Variable } {
+    const key = `${d},${dv}`;
+    let x = this.vars.get(key);
+    if (!x) {
+      const w = this.kernelsFor(d, dv);
+      const t = this.config.stride;
+      const own = (data: Float32Array, dim: number) => {
+        const init = tf.tensor2d(data, [t * dim, dim]);
+        const variable = tf.variable(init, true);
+        init.dispose();
+        return variable;
+      };
+      x = { k: own(w.k, d), v: own(w.v, dv) };
+      this.vars.set(key, x);
+    }
+    return x;
   }
 
   /** The attention over C compressed keys (one part, every key; compressed causality as a rule). */
@@ -219,16 +256,18 @@ export class CompressedAttention implements Attention<Resolved> {
       ex.free(wb);
     } else {
       const w = this.kernelsFor(d, dv);
-      const conv = (x: Val, dim: number, weights: Float32Array) => {
+      // Trainable: the variables (on the device, read by the matMul); else the host kernels, uploaded.
+      const vars = this.config.trainable && ex.real ? this.variablesFor(d, dv) : null;
+      const conv = (x: Val, dim: number, weights: Float32Array, variable: tf.Variable | null) => {
         const { xb, bad } = blocks(x, dim);
         const masked = ex.reshape(xb, [B * KH * C, t * dim]);
-        const wt = ex.upload(weights, [t * dim, dim], 'float32');
+        const wt = variable ? ex.input(variable, [t * dim, dim]) : ex.upload(weights, [t * dim, dim], 'float32');
         const out = ex.op([B * KH * C, dim], () => tf.matMul(masked.t!, wt.t!));
         ex.free(masked, wt);
         return poisoned(ex.reshape(out, [B, KH, C, dim]), bad);
       };
-      kc = conv(k, d, w.k);
-      vc = conv(v, dv, w.v);
+      kc = conv(k, d, w.k, vars?.k ?? null);
+      vc = conv(v, dv, w.v, vars?.v ?? null);
     }
     ex.free(realCol, real, lim);
     return { kc, vc, klc, klcVal };
@@ -275,9 +314,12 @@ export class CompressedAttention implements Attention<Resolved> {
     return (freesOnDispose() ? ex.peak : ex.bytes) + attendBlockSparseBytes({ ...dims, m: C }, path, this.spec(dims.n, dims.m, dims.heads), !!problem.keyLength);
   }
 
-  /** Kernels are host arrays uploaded per call: nothing to free; ends the variant (every later call throws AttentionError('this')); again, a no-op. */
+  /** Frees the trainable kernels (host kernels are uploaded per call) and ends the variant (every later call throws AttentionError('this')); again, a no-op. */
   dispose(): void {
-    if (this.lifetime.end()) this.specs.clear();
+    if (!this.lifetime.end()) return;
+    this.specs.clear();
+    for (const x of this.vars.values()) [x.k, x.v].forEach((t) => t.dispose());
+    this.vars.clear();
   }
 }
 
@@ -299,7 +341,7 @@ const hostKernel = (name: string, value: unknown, t: number) => hostSquareStack(
  * ```
  */
 export function compressedAttention(config: CompressedConfig = {}): CompressedAttention {
-  const base = checkPatternConfig(meta.id, config, ['stride', 'mode', 'kernels', 'seed']);
+  const base = checkPatternConfig(meta.id, config, ['stride', 'mode', 'kernels', 'seed', 'trainable']);
   const stride = config.stride === undefined ? 4 : checkInt('config.stride', config.stride, 1);
   const mode = config.mode === undefined ? 'mean' : config.mode;
   if (mode !== 'mean' && mode !== 'conv') throw new AttentionError('config.mode', "'mean' or 'conv'", show(mode));
@@ -308,6 +350,8 @@ export function compressedAttention(config: CompressedConfig = {}): CompressedAt
   }
   if (config.kernels !== undefined && config.seed !== undefined) throw new AttentionError('config.seed', 'either kernels or seed, not both', 'both');
   const seed = config.seed === undefined ? DEFAULT_SEED : checkInt('config.seed', config.seed, 0);
+  const trainable = config.trainable === undefined ? false : checkBool('config.trainable', config.trainable);
+  if (trainable && mode === 'mean') throw new AttentionError('config.trainable', "false with mode 'mean' (a mean has no weights)", 'true', "Set mode: 'conv' to learn the compression.");
   let explicit: HostKernels | null = null;
   if (config.kernels !== undefined) {
     const kk = config.kernels;
@@ -316,5 +360,5 @@ export function compressedAttention(config: CompressedConfig = {}): CompressedAt
     const v = hostKernel('config.kernels.v', (kk as CompressedKernels).v, stride);
     explicit = { k: k.data, v: v.data, d: k.dim, dv: v.dim };
   }
-  return new CompressedAttention(Object.freeze({ ...base, stride, mode, seed }), explicit);
+  return new CompressedAttention(Object.freeze({ ...base, stride, mode, seed, trainable }), explicit);
 }
