@@ -27,5 +27,5 @@ export const meta = {
   complexity: { time: 'O((n + m)·mi·d)', memory: 'O(n·mi)' },
   module: 'variants/side-memory/set-transformer',
   exactSoftmax: false,
-  capabilities: { fused: true, fusedBackward: false, causal: false, decode: false, pattern: false, learned: ['inducing'] },
+  capabilities: { fused: true, fusedBackward: true, causal: false, decode: false, pattern: false, learned: ['inducing'] },
 } as const satisfies EntryMeta;

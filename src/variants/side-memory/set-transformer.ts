@@ -33,9 +33,8 @@
  *   entries N(0, 2/(d·(mi + 1))): the variance of the reference implementation's Xavier-uniform
  *   initialization of its (1, mi, d) parameter. It lives in a `tf.Variable` the instance owns
  *   (getter `inducing`); `trainable: true` makes it trainable and lists it in `variables`.
- * - **Training.** While tfjs records gradients, `'auto'` takes the composite (differentiable
- *   through tfjs's autodiff, masks as selections); `'kernel'` then throws (the fused path is
- *   forward-only).
+ * - **Training.** Both paths are differentiable: the fused one through the flash kernel's fused
+ *   backward, the composite through tfjs's autodiff (masks as selections).
  *
  * Paths:
  * - fused (webgpu): two calls of the flash kernel, nothing read back: the inducing points
@@ -55,7 +54,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../core/backend.js';
 import { checkHostBudget } from '../../core/budget.js';
-import { forwardOnlyKernel, resolveImplementation } from '../../core/dispatch.js';
+import { resolveImplementation } from '../../core/dispatch.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, SeededRandom } from '../../core/rng.js';
@@ -184,7 +183,8 @@ export class SetTransformerAttention implements Attention<ResolvedSetTransformer
     this.lifetime.check(this.id);
     const { dims, implementation, keyLength, kernelStrategy } = validateCall(q, k, v, options);
     this.checkShape(dims);
-    const path = resolveImplementation(forwardOnlyKernel(implementation));
+    // Both stages are flash calls: differentiable through the fused backward.
+    const path = resolveImplementation(implementation);
     const scale = this.config.scale ?? 1 / Math.sqrt(dims.d);
     const { first, second } = this.stageDims(dims);
     if (path === 'kernel') {
