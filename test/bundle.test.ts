@@ -4,7 +4,10 @@
  * - `attention-catalog/local` alone (src/variants/fixed/local.ts) carries the flash kernel and
  *   nothing of the linear-attention kernel (its kernel name, shader keys, program classes);
  * - `attention-catalog` (src/index.ts, with code splitting) loads, on import, no WGSL at all: the
- *   catalog is metadata, and every variant sits in a chunk that only `entry.load()` fetches.
+ *   catalog is metadata, and every variant sits in a chunk that only `entry.load()` fetches; and
+ *   none of `attention-catalog/layers` (whose import registers a class) is in any of its chunks.
+ *   (That a bare `import 'attention-catalog/layers'` keeps its registration, through the built
+ *   files and package.json's `"sideEffects"`, is checked on the packed package: test/package.test.ts.)
  * The kernel names, shader-key prefixes and program classes are read from kernels/<k>/*.ts, so
  * the test follows renames.
  */
@@ -83,6 +86,9 @@ describe('bundles', () => {
       const inputs = Object.keys(meta.outputs[o].inputs);
       expect(inputs.filter((i) => i.startsWith('kernels/')), `${o}: kernel modules loaded on import`).toEqual([]);
     }
+    // The layers module (the package's one side effect) is in no chunk of the catalog, eager or lazy.
+    const everyInput = Object.values(meta.outputs).flatMap((o) => Object.keys(o.inputs));
+    expect(everyInput.filter((i) => i.startsWith('src/layers/')), 'src/layers modules in the catalog bundle').toEqual([]);
     // The kernels are there, behind load(): the test can tell the two apart.
     const lazy = [...text.keys()].filter((o) => !eager.has(o) && o.endsWith('.js'));
     expect(lazy.some((o) => /AttnCatalog/.test(text.get(o)!)), 'the variant chunks carry the kernels').toBe(true);

@@ -10,6 +10,8 @@
  * - the shared modules `src/variants/*.ts` import core, kernels and each other, never an entry;
  * - `src/index.ts` (the catalog) imports statically only core and meta files: variant modules
  *   only by dynamic `import()`, so that importing the catalog loads no kernel;
+ * - `src/layers/**` (the tfjs-layers layer, the package's one module with a side effect) imports
+ *   only core, `src/variants/**` and itself, and nothing else imports it;
  * - every relative import names a file that exists, and none is computed (but src/core/backend.ts's
  *   import of an optional package by name).
  * The rules are also run on a few synthetic bad trees, so that this test is known to fail on a
@@ -80,10 +82,13 @@ const kernelFolder = (p: string) => /^kernels\/([^/]+)\//.exec(p)?.[1] ?? null;
 const isEntry = (p: string) => /^src\/variants\/[^/]+\/[^/]+\.ts$/.test(p) && !p.endsWith('.meta.ts');
 const isMeta = (p: string) => /^src\/variants\/[^/]+\/[^/]+\.meta\.ts$/.test(p);
 const isSharedVariant = (p: string) => /^src\/variants\/[^/]+\.ts$/.test(p);
+const inLayers = (p: string) => p.startsWith('src/layers/');
+const inVariants = (p: string) => p.startsWith('src/variants/');
 
 /** The broken rule of one edge, or null. */
 function violation({ from, to, kind }: Edge): string | null {
   const edge = `${from} → ${to}`;
+  if (inLayers(to) && !inLayers(from)) return `${edge}: nothing outside src/layers imports src/layers (it registers a tfjs-layers class on import)`;
   if (inCore(from)) return inCore(to) ? null : `${edge}: src/core imports only src/core`;
   const k = kernelFolder(from);
   if (from.startsWith('kernels/')) {
@@ -99,6 +104,10 @@ function violation({ from, to, kind }: Edge): string | null {
   if (isSharedVariant(from)) {
     if (inCore(to) || to.startsWith('kernels/') || isSharedVariant(to)) return null;
     return `${edge}: a shared variant module imports core, kernels and src/variants/*.ts, never an entry`;
+  }
+  if (inLayers(from)) {
+    if (inCore(to) || inVariants(to) || inLayers(to)) return null;
+    return `${edge}: src/layers imports only src/core, src/variants and src/layers`;
   }
   if (from === 'src/index.ts') {
     if (inCore(to) || isMeta(to)) return null;
@@ -163,6 +172,7 @@ describe('import layering', () => {
       ['src/variants/fixed/local.ts', "import { p } from '../pattern.js'; import { meta } from './local.meta.js'; export { meta }; export const a = p;"],
       ['src/variants/fixed/strided.ts', "import { p } from '../pattern.js'; export const b = p;"],
       ['src/index.ts', "import { meta } from './variants/fixed/local.meta.js'; export const c = [meta, () => import('./variants/fixed/local.js')];"],
+      ['src/layers/layer.ts', "import { a } from '../variants/fixed/local.js'; import { meta } from '../variants/fixed/local.meta.js'; import type { T } from '../core/types.js'; export const l = [a, meta] as unknown as T;"],
     ]);
     expect(check(base).broken, 'the good synthetic tree passes').toEqual([]);
     const bad: [string, string, string][] = [
@@ -177,6 +187,11 @@ describe('import layering', () => {
       ['src/variants/global-band.ts', "import { a } from './fixed/local.js'; export const gb = a;", 'never an entry'],
       ['src/index.ts', "import { a } from './variants/fixed/local.js'; export const c = a;", 'the catalog imports statically only'],
       ['src/variants/fixed/dilated.ts', "import { x } from '../nowhere.js'; export const y = x;", 'does not exist'],
+      ['src/layers/layer.ts', "import { f } from '../../kernels/flash/kernel.js'; export const l = f;", 'src/layers imports only'],
+      ['src/layers/layer.ts', "import { c } from '../index.js'; export const l = c;", 'src/layers imports only'],
+      ['src/index.ts', "export const c = () => import('./layers/layer.js');", 'nothing outside src/layers imports src/layers'],
+      ['src/variants/fixed/strided.ts', "import { l } from '../../layers/layer.js'; export const b = l;", 'nothing outside src/layers imports src/layers'],
+      ['kernels/flash/attend.ts', "import type { l } from '../../src/layers/layer.js'; export type h = typeof l;", 'nothing outside src/layers imports src/layers'],
     ];
     for (const [path, text, rule] of bad) {
       const tree = new Map(base).set(path, text);
