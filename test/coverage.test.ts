@@ -6,7 +6,9 @@
  *   same `meta`, exports exactly the listed factories, `load()` returns the first one);
  * - instances: id, family and complexity come from the metadata; `capabilities` match what
  *   instances can do (`pattern()`, `decode`, learned parameters, causal) and the spec's flags;
- * - package.json `exports`, typedoc.json `entryPoints`, the README catalog table;
+ * - package.json `exports`, typedoc.json `entryPoints`, the README catalog table (and the
+ *   `./layers` subpath: its export, its typedoc entry point, and `"sideEffects"`, which names its
+ *   built files and nothing else);
  * - the conformance specs (test/specs/index.ts), the tour's and the bench suites' entries.
  * A failure prints what the place should say.
  */
@@ -26,6 +28,8 @@ import { LEARNABLE_ENTRIES } from '../bench/learnable.js';
 import { RECURRENCE_ENTRIES } from '../bench/recurrence.js';
 
 const root = resolve(import.meta.dirname, '..');
+/** The module behind `attention-catalog/layers` (relative to the root, without extension). */
+const LAYERS_MODULE = 'src/layers/catalog-attention';
 const read = (p: string) => readFileSync(join(root, p), 'utf8');
 const ids = catalog.map((e) => e.id);
 const familyFolder = (e: EntryMeta) => e.family.replace(/ /g, '-');
@@ -90,10 +94,23 @@ describe('instances and specs agree with the metadata', () => {
         expect(typeof (attn as { decode?: unknown }).decode === 'function', `${e.id}: decode vs capabilities.decode`).toBe(e.capabilities.decode);
         for (const name of e.capabilities.learned) {
           const p = (attn as unknown as Record<string, unknown>)[name];
-          expect(p instanceof tf.Variable && p.trainable, `${e.id}: learned '${name}' is a trainable tf.Variable`).toBe(true);
+          expect(p instanceof tf.Variable, `${e.id}: learned '${name}' is a tf.Variable`).toBe(true);
         }
       } finally {
         attn.dispose();
+      }
+      if (e.capabilities.learned.length) {
+        // With trainable: true each learned getter is a trainable variable, and `variables` lists them.
+        const trained = spec.make({ ...c.config, trainable: true }) as unknown as Record<string, unknown> & { variables: tf.Variable[]; dispose(): void };
+        try {
+          for (const name of e.capabilities.learned) {
+            const p = trained[name];
+            expect(p instanceof tf.Variable && p.trainable, `${e.id}: learned '${name}' is a trainable tf.Variable with trainable: true`).toBe(true);
+            expect(trained.variables.includes(p as tf.Variable), `${e.id}: 'variables' lists '${name}'`).toBe(true);
+          }
+        } finally {
+          trained.dispose();
+        }
       }
       if (!e.capabilities.causal) {
         expect(() => spec.make({ ...c.config, causal: true }), `${e.id}: causal: true must throw`).toThrow(AttentionError);
@@ -109,19 +126,36 @@ describe('instances and specs agree with the metadata', () => {
 describe('the package, the docs and the README', () => {
   const pkg = JSON.parse(read('package.json')) as { exports: Record<string, unknown>; sideEffects: unknown };
 
-  it('package.json exports ".", "./backend" and one subpath per entry, to dist/src/<module>', () => {
+  it('package.json exports ".", "./backend", one subpath per entry, to dist/src/<module>, and "./layers"', () => {
     const expected: Record<string, unknown> = {
       '.': { types: './dist/src/index.d.ts', default: './dist/src/index.js' },
       './backend': { types: './dist/src/core/backend.d.ts', default: './dist/src/core/backend.js' },
     };
     for (const e of catalog) expected[`./${e.id}`] = { types: `./dist/src/${e.module}.d.ts`, default: `./dist/src/${e.module}.js` };
+    expected['./layers'] = { types: `./dist/${LAYERS_MODULE}.d.ts`, default: `./dist/${LAYERS_MODULE}.js` };
     expect(pkg.exports, `package.json "exports" should be:\n${JSON.stringify(expected, null, 2)}`).toEqual(expected);
-    expect(pkg.sideEffects).toBe(false);
   });
 
-  it('typedoc.json has one entry point per entry', () => {
+  it('"sideEffects" names only the layers module\'s built files (its class registration); every other export is side-effect free', () => {
+    expect(pkg.sideEffects).toEqual(['./dist/src/layers/*.js']);
+    // The glob as bundlers read it ('*' within one path segment).
+    const globs = (pkg.sideEffects as string[]).map((g) => new RegExp(`^${g.replace(/[.]/g, '\\.').replace(/\*/g, '[^/]*')}$`));
+    const marked = (path: string) => globs.some((re) => re.test(path));
+    const builtFiles = Object.values(pkg.exports as Record<string, { default: string }>).map((x) => x.default);
+    expect(builtFiles.filter(marked), 'exports whose files are marked as having side effects').toEqual([`./dist/${LAYERS_MODULE}.js`]);
+    // Nothing under src/ but src/layers/ would be marked once built (dist mirrors src/ and kernels/).
+    const walk = (dir: string): string[] =>
+      readdirSync(join(root, dir), { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? walk(`${dir}/${d.name}`) : d.name.endsWith('.ts') ? [`${dir}/${d.name}`] : []));
+    const sources = [...walk('src'), ...walk('kernels')].map((f) => `./dist/${f.replace(/\.ts$/, '.js')}`);
+    expect(sources.filter(marked).sort()).toEqual(sources.filter((f) => f.startsWith('./dist/src/layers/')).sort());
+    // And the layers module is the one source that registers anything with tfjs at import.
+    const registering = [...walk('src'), ...walk('kernels')].filter((f) => /^tf\.serialization\.registerClass\(/m.test(read(f)));
+    expect(registering).toEqual([`${LAYERS_MODULE}.ts`]);
+  });
+
+  it('typedoc.json has one entry point per entry, and the layers module', () => {
     const typedoc = JSON.parse(read('typedoc.json')) as { entryPoints: string[] };
-    const expected = ['src/index.ts', 'src/core/backend.ts', ...catalog.map((e) => `src/${e.module}.ts`)];
+    const expected = ['src/index.ts', 'src/core/backend.ts', ...catalog.map((e) => `src/${e.module}.ts`), `${LAYERS_MODULE}.ts`];
     expect([...typedoc.entryPoints].sort(), `typedoc.json "entryPoints" should be:\n${JSON.stringify(expected, null, 2)}`).toEqual([...expected].sort());
   });
 
