@@ -35,7 +35,7 @@ function problemOf(c: Case, implementation: 'kernel' | 'composite', keyLength = 
 it('metadata: side memory, non-causal, fused, learned inducing points', () => {
   expect(meta.id).toBe('set-transformer');
   expect(meta.family).toBe('side memory');
-  expect(meta.capabilities).toEqual({ fused: true, causal: false, decode: false, pattern: false, learned: ['inducing'] });
+  expect(meta.capabilities).toEqual({ fused: true, fusedBackward: true, causal: false, decode: false, pattern: false, learned: ['inducing'] });
   expect(spec.fused).toBe(true);
   expect(spec.nonCausal).toBe(true);
 });
