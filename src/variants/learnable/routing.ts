@@ -342,16 +342,23 @@ export class RoutingAttention implements Attention<ResolvedRoutingConfig> {
       const qPos = tf.reshape(tf.add(r.qIdx, m - n), [f, wq]);
       const valid = g.slotValid ? tf.reshape(g.slotValid, [f, wk]) : null;
       const parts: tf.Tensor[] = [];
-      for (let f0 = 0; f0 < f; f0 += chunk) {
-        const fc = Math.min(chunk, f - f0);
+      // The gathered rows, cut into the chunks once by a split: its gradient is one concat, where a
+      // slice per chunk would give a full-size pad per chunk in the backward pass (O(f²) bytes).
+      const sizes: number[] = [];
+      for (let f0 = 0; f0 < f; f0 += chunk) sizes.push(Math.min(chunk, f - f0));
+      const cut = (x: tf.Tensor2D, per: number) => (sizes.length === 1 ? [x] : tf.split(x, sizes.map((fc) => fc * per), 0));
+      const qs = cut(g.qg, wq);
+      const ks = cut(g.kg, wk);
+      const vs = cut(g.vg, wk);
+      for (let ci = 0, f0 = 0; ci < sizes.length; f0 += sizes[ci], ci++) {
+        const fc = sizes[ci];
         parts.push(
           tf.tidy(() => {
-            // (One chunk: no slices, which would copy.)
-            const rows = (x: tf.Tensor2D, per: number, dim: number) => tf.reshape(fc === f ? x : tf.slice(x, [f0 * per, 0], [fc * per, dim]), [fc, per, dim]);
-            const qc = rows(g.qg, wq, d);
+            const rows = (x: tf.Tensor, per: number, dim: number) => tf.reshape(x, [fc, per, dim]);
+            const qc = rows(qs[ci], wq, d);
             // Finite copies of the keys and values, and which keys had a non-finite entry: a key a
             // row may not see never reaches it through 0·NaN (kernels/shared/finite.ts).
-            const fin = finiteKV(rows(g.kg, wk, d), rows(g.vg, wk, dv));
+            const fin = finiteKV(rows(ks[ci], wk, d), rows(vs[ci], wk, dv));
             const kc = fin.k as tf.Tensor3D;
             const vc = fin.v as tf.Tensor3D;
             const s = tf.mul(tf.matMul(qc, kc, false, true), scale); // [fc, wq, wk]
@@ -381,6 +388,7 @@ export class RoutingAttention implements Attention<ResolvedRoutingConfig> {
             return tf.reshape(poisonRows(tf.matMul(p, vc), p, fin.poison), [fc * wq, dv]);
           }),
         );
+        if (sizes.length > 1) [qs[ci], ks[ci], vs[ci]].forEach((t) => t.dispose());
       }
       return (parts.length === 1 ? parts[0] : tf.concat(parts, 0)) as tf.Tensor2D;
     });
