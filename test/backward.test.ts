@@ -1,5 +1,9 @@
 /**
- * Issue 12's memory line for training: the backward pass keeps its entry's memory class. On
+ * The backward pass at realistic lengths (test/gradients.test.ts covers tiny ones against float64):
+ *
+ * - on webgpu the fused flash backward equals the composite's gradients with several key splits
+ *   and both forward strategies (rows, tiled), grouped heads and keyLength;
+ * - issue 12's memory line: the backward pass keeps its entry's memory class. On
  * webgpu (the fused flash backward for dense and local; linear's composite backward) the
  * intermediate bytes of `tf.grads` with respect to q, k and v grow at most ~4.5× from n = 1024 to
  * n = 4096 (linear), and on every backend local's and linear's do too.
@@ -12,6 +16,7 @@ import type { Attention } from '../src/core/types.js';
 import { denseAttention } from '../src/variants/baseline/dense.js';
 import { localAttention } from '../src/variants/fixed/local.js';
 import { linearAttention } from '../src/variants/kernelized/linear.js';
+import { performerAttention } from '../src/variants/kernelized/performer.js';
 import { setupBackends, useBackend, withGpuErrorScope } from './backends.js';
 import { seededTensor } from './reference.js';
 
@@ -61,6 +66,101 @@ for (const backend of backends) {
           expect(small).toBeGreaterThan(0);
           expect(large / small, `${name} on ${backend}: ${small} -> ${large} bytes`).toBeLessThanOrEqual(4.5);
         } finally {
+          attn.dispose();
+        }
+      }, 120_000);
+    }
+  });
+}
+
+/** Max |a − b| over max |b| of two gradient lists. */
+async function relErr(a: tf.Tensor[], b: tf.Tensor[]): Promise<number> {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    const t = tf.tidy(() => tf.stack([tf.max(tf.abs(tf.sub(a[i], b[i]))), tf.max(tf.abs(b[i]))]));
+    const [d, s] = await t.data();
+    t.dispose();
+    worst = Math.max(worst, d / Math.max(s, 1e-6));
+  }
+  return worst;
+}
+
+if (backends.includes('webgpu')) {
+  describe('webgpu: the fused backward at lengths with key splits, both forward strategies', () => {
+    const cases: [string, () => Attention<unknown>][] = [
+      ['dense causal', () => denseAttention({ causal: true })],
+      ['local causal', () => localAttention({ window: 200, causal: true })],
+    ];
+    for (const [name, make] of cases) {
+      for (const strategy of ['rows', 'tiled'] as const) {
+        it(`${name}, kernelStrategy '${strategy}': fused gradients == composite gradients (n = m = 1100, grouped heads, keyLength)`, async () => {
+          await useBackend('webgpu');
+          const attn = make();
+          const q = tf.tidy(() => tf.add(seededTensor([2, 4, 1100, 12], 5, 1), 0) as tf.Tensor4D);
+          const k = tf.tidy(() => tf.add(seededTensor([2, 2, 1100, 12], 6, 1), 0) as tf.Tensor4D);
+          const v = tf.tidy(() => tf.add(seededTensor([2, 2, 1100, 8], 7, 1), 0) as tf.Tensor4D);
+          const w = tf.tidy(() => tf.add(seededTensor([2, 4, 1100, 8], 8, 1), 0));
+          const grads = (implementation: 'kernel' | 'composite') =>
+            withGpuErrorScope(() =>
+              tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+                tf.sum(tf.mul(w, attn.apply(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, { implementation, keyLength: [1000, 1100], ...(implementation === 'kernel' ? { kernelStrategy: strategy } : {}) }))),
+              )([q, k, v]),
+            );
+          try {
+            const fused = await grads('kernel');
+            const composite = await grads('composite');
+            expect(await relErr(fused, composite)).toBeLessThan(1e-4);
+            [...fused, ...composite].forEach((t) => t.dispose());
+          } finally {
+            [q, k, v, w].forEach((t) => t.dispose());
+            attn.dispose();
+          }
+        }, 120_000);
+      }
+    }
+  });
+}
+
+if (backends.includes('webgpu')) {
+  describe('webgpu: the linear kernel\'s fused backward (forward and reverse scans)', () => {
+    const cases: [string, () => Attention<unknown>, boolean][] = [
+      ['linear elu+1 causal', () => linearAttention({ causal: true }), true],
+      ['linear relu causal', () => linearAttention({ causal: true, featureMap: 'relu' }), true],
+      ['linear elu+1 non-causal', () => linearAttention({}), false],
+      ['performer relu causal', () => performerAttention({ causal: true, kernel: 'relu', features: 32 }), true],
+    ];
+    for (const [name, make, causal] of cases) {
+      it(`${name}: the fused path's gradients (the kernel runs while recording) == the composite's (n = m = 700, grouped heads, keyLength)`, async () => {
+        await useBackend('webgpu');
+        const attn = make();
+        const q = tf.tidy(() => tf.add(seededTensor([2, 4, 700, 12], 15, 1), 0) as tf.Tensor4D);
+        const k = tf.tidy(() => tf.add(seededTensor([2, 2, 700, 12], 16, 1), 0) as tf.Tensor4D);
+        const v = tf.tidy(() => tf.add(seededTensor([2, 2, 700, 8], 17, 1), 0) as tf.Tensor4D);
+        const w = tf.tidy(() => tf.add(seededTensor([2, 4, 700, 8], 18, 1), 0));
+        const engine = tf.engine() as unknown as { runKernel: (name: string, ...rest: unknown[]) => unknown };
+        let linearCalls = 0;
+        const grads = (implementation: 'kernel' | 'composite') =>
+          withGpuErrorScope(() =>
+            tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+              tf.sum(tf.mul(w, attn.apply(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, { implementation, keyLength: [650, 700] }))),
+            )([q, k, v]),
+          );
+        const orig = engine.runKernel;
+        try {
+          engine.runKernel = function (this: unknown, kname: string, ...rest: unknown[]) {
+            if (kname === 'AttnCatalogLinearAttention') linearCalls++;
+            return orig.call(this, kname, ...rest);
+          };
+          const fused = await grads('kernel');
+          engine.runKernel = orig;
+          // The forward, and (causal) the forward scan and two reverse scans of the backward.
+          expect(linearCalls).toBe(causal ? 4 : 1);
+          const composite = await grads('composite');
+          expect(await relErr(fused, composite)).toBeLessThan(1e-4);
+          [...fused, ...composite].forEach((t) => t.dispose());
+        } finally {
+          engine.runKernel = orig;
+          [q, k, v, w].forEach((t) => t.dispose());
           attn.dispose();
         }
       }, 120_000);

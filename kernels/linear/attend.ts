@@ -17,7 +17,17 @@ import { planningLimits } from '../shared/limits.js';
 import { COMPOSITE_CHUNK, linearComposite } from './composite.js';
 import { featureOps, isExpKind, isProjectedKind, type FeatureKind } from './feature_maps.js';
 import { runLinearKernel } from './kernel.js';
+import { fusedLinearBackwardCovers } from './backward.js';
 import { linearKernelBytes, planLinear } from './plan.js';
+
+/**
+ * The implementation a call may run while tfjs records gradients: the fused kernel where its
+ * fused backward covers the call ({@link fusedLinearBackwardCovers}: every feature map but the
+ * FAVOR+ softmax kernel, causal only with n = m), else the composite (and `'kernel'` throws).
+ */
+export function linearTrainingImplementation(implementation: Implementation, kind: FeatureKind, causal: boolean, dims: Pick<Dims, 'n' | 'm'>): Implementation {
+  return fusedLinearBackwardCovers(kind, causal, dims) ? implementation : forwardOnlyKernel(implementation);
+}
 
 /** Options of {@link attendLinear}. */
 export interface LinearAttendOptions {
@@ -52,8 +62,7 @@ function checkCompositeFits(dims: Dims, features: number): void {
  * @returns `[batch, heads, n, dv]`
  */
 export function attendLinear(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, dims: Dims, opts: LinearAttendOptions, implementation: Implementation): tf.Tensor4D {
-  // The fused kernel is forward-only (no reverse scan yet): while gradients are recorded, the composite.
-  const path = resolveImplementation(forwardOnlyKernel(implementation));
+  const path = resolveImplementation(linearTrainingImplementation(implementation, opts.kind, opts.causal, dims));
   const features = featureCount(dims, opts);
   if (path === 'kernel') {
     const plan = planLinear(dims, opts.kind, features, opts.causal, activeKernelLimits());

@@ -17,7 +17,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 /** A feature map of the linear-attention kernel. */
-export type FeatureKind = 'elu+1' | 'relu' | 'favor-softmax' | 'favor-relu';
+/**
+ * A feature map of the linear-attention kernel. `'identity'` (φ(x) = x) is internal: the fused
+ * backward runs its reverse scans as linear attention with identity features (`backward.ts`).
+ */
+export type FeatureKind = 'elu+1' | 'relu' | 'favor-softmax' | 'favor-relu' | 'identity';
 
 /** FAVOR+ maps project x onto random features ω (omega `[d, M]`); elementwise ones do not. */
 export function isProjectedKind(kind: FeatureKind): boolean {
@@ -50,6 +54,7 @@ export const NO_KEY_WGSL = '-1.0e30';
 export function elementwiseWgsl(kind: FeatureKind): string {
   if (kind === 'elu+1') return 'fn featureMap(x : vec4<f32>) -> vec4<f32> { return select(exp(x), x + vec4<f32>(1.0), x > vec4<f32>(0.0)); }';
   if (kind === 'relu') return 'fn featureMap(x : vec4<f32>) -> vec4<f32> { return max(x, vec4<f32>(0.0)); }';
+  if (kind === 'identity') return 'fn featureMap(x : vec4<f32>) -> vec4<f32> { return x; }';
   throw new Error(`not an elementwise feature map: ${kind}`);
 }
 
@@ -77,7 +82,7 @@ export interface FeatureOps {
  */
 export function featureOps(kind: FeatureKind, omega: tf.Tensor2D | null, xscale: number): FeatureOps {
   if (!isProjectedKind(kind)) {
-    const phi = kind === 'elu+1' ? (x: tf.Tensor) => tf.tidy(() => tf.add(tf.elu(x), 1)) : (x: tf.Tensor) => tf.relu(x);
+    const phi = kind === 'elu+1' ? (x: tf.Tensor) => tf.tidy(() => tf.add(tf.elu(x), 1)) : kind === 'identity' ? (x: tf.Tensor) => tf.clone(x) : (x: tf.Tensor) => tf.relu(x);
     return { kind, exp: false, query: phi, key: phi };
   }
   if (!omega) throw new Error(`feature map ${kind} needs omega`);

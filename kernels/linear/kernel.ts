@@ -24,6 +24,8 @@ import { LinearFeatureProgram } from './feature_program.js';
 import type { LinearPlan } from './plan.js';
 import { LinearQueryProgram } from './query_program.js';
 import { LinearScanProgram } from './scan_program.js';
+import { LINEAR_SAVED_INPUTS, rawScanPlan, registerLinearGradient, setRawScan } from './backward.js';
+import { recordingGradients } from '../../src/core/dispatch.js';
 
 /** Name in tfjs's kernel registry. */
 export const LINEAR_KERNEL = 'AttnCatalogLinearAttention';
@@ -36,6 +38,8 @@ interface LinearAttrs {
   chunks: number;
   intraSlots: number;
   xscale: number;
+  /** Write the numerator alone (the backward's reverse scans). */
+  raw: boolean;
 }
 
 const linearKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: NamedAttrMap }) => {
@@ -66,7 +70,7 @@ const linearKernelFunc = ({ inputs, backend, attrs }: { inputs: Record<string, T
   const phiq = projected ? features(q, 'query', batch * heads, n) : null;
   const queryInputs = [phiq ?? q, ...(a.causal ? [keys, v, keyLength] : []), state];
   const out = run(
-    new LinearQueryProgram(batch, heads, n, dvPad, a.kind, a.causal, a.intraSlots),
+    new LinearQueryProgram(batch, heads, n, dvPad, a.kind, a.causal, a.intraSlots, a.raw),
     queryInputs,
     LinearQueryProgram.uniformData({ n, m, heads, group: heads / kvHeads, kvHeads, chunk: a.chunk, chunks: a.chunks, f4, dv4, features: a.features }),
   );
@@ -91,6 +95,8 @@ export interface LinearKernelOptions {
   omega: tf.Tensor2D | null;
   xscale: number;
   keyLength: number[] | tf.Tensor1D | null;
+  /** Output the numerator φ(q)ᵀS alone (identity features: the backward's reverse scans). Default false. */
+  raw?: boolean;
 }
 
 /**
@@ -114,9 +120,28 @@ export function runLinearKernel(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
       chunks: plan.chunks,
       intraSlots: plan.intraSlots,
       xscale: opts.xscale,
+      raw: !!opts.raw,
     };
+    if (recordingGradients()) {
+      // The gradient (backward.ts) saves every input: placeholders for the absent ones.
+      for (const name of LINEAR_SAVED_INPUTS) if (!inputs[name]) inputs[name] = tf.zeros([1]);
+      setRawScan(rawScan);
+      registerLinearGradient();
+    }
     registerOnce(linearKernelConfig);
     const out = tf.engine().runKernel(LINEAR_KERNEL, inputs, attrs as unknown as NamedAttrMap) as tf.Tensor4D;
     return plan.dvPad === dims.dv ? out : tf.slice(out, [0, 0, 0, 0], [-1, -1, -1, dims.dv]);
   });
+}
+
+/**
+ * The backward's scans: causal linear attention with identity features, numerator only:
+ * `Σ_{j <= p_i} (q_i·k_j) v_j` for `q [B, H, n, d]`, `k [B, KH, m, d]`, `v [B, KH, m, dv]`
+ * (`keyLength`: keys past it excluded; null: all).
+ */
+function rawScan(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, keyLength: tf.Tensor1D | null): tf.Tensor4D {
+  const [batch, heads, n, d] = q.shape;
+  const [, kvHeads, m] = k.shape;
+  const dims: Dims = { batch, heads, kvHeads, group: heads / kvHeads, n, m, d, dv: v.shape[3] };
+  return runLinearKernel(q, k, v, dims, { kind: 'identity', causal: true, omega: null, xscale: 1, keyLength, raw: true }, rawScanPlan(dims));
 }

@@ -59,13 +59,15 @@ export class LinearQueryProgram implements WebGPUProgram {
     private readonly kind: FeatureKind,
     private readonly causal: boolean,
     private readonly intraSlots: number,
+    /** Write the numerator φ(q)ᵀS alone (no division by φ(q)ᵀz): the backward's reverse scans. */
+    private readonly raw = false,
   ) {
     const projected = isProjectedKind(kind);
     this.variableNames = [projected ? 'phiq' : 'q', ...(causal ? [projected ? 'phik' : 'k', 'v', 'keyLength'] : []), 'state'];
     this.variableComponents = this.variableNames.map((x) => (x === 'keyLength' ? 1 : 4));
     this.outputShape = [batch, heads, n, dvPad];
     this.dispatch = [Math.ceil(n / LINEAR_WORKGROUP), batch * heads, causal ? 1 : Math.ceil(dvPad / 4 / DV_BLOCK)];
-    this.shaderKey = `AttnCatalogLinearQuery_${kind}_${causal ? `c${intraSlots}` : 'nc'}_${DV_BLOCK}`;
+    this.shaderKey = `AttnCatalogLinearQuery_${kind}_${causal ? `c${intraSlots}` : 'nc'}_${DV_BLOCK}${raw ? '_raw' : ''}`;
   }
 
   static uniformData(u: LinearQueryUniforms) {
@@ -105,7 +107,9 @@ ${unroll(G, (g) => `    acc${g} = acc${g} + w * state[sr + c${g}];`)}
   }`)}
 }`;
     // Where the denominator is 0 the output is 0.
-    const write = `var inv = 0.0;
+    const write = this.raw
+      ? unroll(G, (g) => `if (u0 + ${g} < dv4) { result[ob + u0 + ${g}] = acc${g}; }`)
+      : `var inv = 0.0;
 if (den > 0.0) { inv = 1.0 / den; }
 ${unroll(G, (g) => `if (u0 + ${g} < dv4) { result[ob + u0 + ${g}] = acc${g} * inv; }`)}`;
     const intraWeight = exp

@@ -8,12 +8,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { AttentionError, show } from '../core/errors.js';
 import { checkHostBudget } from '../core/budget.js';
-import { forwardOnlyKernel, resolveImplementation } from '../core/dispatch.js';
+import { resolveImplementation } from '../core/dispatch.js';
 import { Lifetime } from '../core/lifecycle.js';
 import { checkOrigin, configFingerprint, decodeOrigin } from '../core/origin.js';
 import type { ApplyOptions, Attention, Complexity, DecodeOrigin, Dims, Family, Implementation, Problem } from '../core/types.js';
 import { checkDecodeOptions, checkTensor4D, problemDims, problemPath, validateCall, validateQKV } from '../core/validate.js';
-import { attendLinear, attendLinearBytes } from '../../kernels/linear/attend.js';
+import { attendLinear, attendLinearBytes, linearTrainingImplementation } from '../../kernels/linear/attend.js';
 import { causalChunks, disposeState, emptyState, type LinearState } from '../../kernels/linear/composite.js';
 import { featureOps, isExpKind, type FeatureKind } from '../../kernels/linear/feature_maps.js';
 
@@ -107,8 +107,8 @@ export abstract class KernelizedAttention<C extends { causal?: boolean }> implem
     const { dims, implementation, keyLength } = validateCall(q, k, v, options);
     // Validate first, then compute: config against d, the path (kernel plan, or the composite's
     // bytes against the host-memory budget) before ω is uploaded or anything dispatched.
-    // The linear kernel is forward-only: while gradients are recorded, the composite.
-    const path = resolveImplementation(forwardOnlyKernel(implementation));
+    // While gradients are recorded: the kernel where its fused backward covers the call, else the composite.
+    const path = resolveImplementation(linearTrainingImplementation(implementation, this.featureShape(dims.d).kind, this.config.causal, dims));
     const bytes = this.bytesFor(dims, path, keyLength !== null);
     if (path === 'composite') checkHostBudget(`the ${this.id} composite`, bytes);
     const f = this.setup(dims.d);

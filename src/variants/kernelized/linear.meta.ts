@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·d·dv)', memory: 'O(n·d + d·dv); decode state O(d·dv)' },
   module: 'variants/kernelized/linear',
   exactSoftmax: false,
-  capabilities: { fused: true, fusedBackward: false, causal: true, decode: true, pattern: false, learned: [] },
+  capabilities: { fused: true, fusedBackward: true, causal: true, decode: true, pattern: false, learned: [] },
 } as const satisfies EntryMeta;
