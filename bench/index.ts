@@ -9,7 +9,7 @@
  *          --kernelized-ns 1024,2048,4096,8192,16384 (suite kernelized: linear, performer, linformer, adaptive-span)
  *          --learnable-ns 1024,2048,4096,8192,16384 (suite learnable: lsh, routing, sinkhorn; bench/learnable.ts)
  *          --recurrence-ns 256,512,1024,2048 --mem-length 1024 (suite recurrence: one step over a full memory; bench/recurrence.ts)
- *          --training-ns 1024,4096 (suite training: forward + backward of dense and local on webgpu, fused vs composite; bench/training.ts)
+ *          --training-ns 1024,4096 (suite training: forward + backward of dense, local and linear on webgpu, fused vs composite; bench/training.ts)
  *          --suites compile (not run by default): every entry's cold first call on webgpu, one child
  *          process per (entry, d), see bench/compile.ts; --compile-ds 32,64,128  --compile-timeout 120
  *          --compile-flag 10  --only
@@ -127,8 +127,8 @@ if (suites.includes('training')) {
   const md =
     `## Training step on webgpu: forward + backward, fused vs composite (batch 1, 1 head, d = dv = 64, causal, median of ${runs})\n\n` +
     "`tf.grads` of Σ apply with respect to q, k and v. Fused: the flash kernel, which saves each row's logsumexp, and its fused " +
-    'backward (dQ per query row, dK/dV per key row over the transposed layout). Composite: tfjs ops and tfjs autodiff. Both ' +
-    'measured in the same run; local has window 256.\n\n' +
+    'backward (dQ per query row, dK/dV per key row over the transposed layout); for linear (elu+1) the linear kernel and its ' +
+    'forward and reverse scans. Composite: tfjs ops and tfjs autodiff. Both measured in the same run; local has window 256.\n\n' +
     `${trainingTable(rows)}\n`;
   writeFileSync(`${out}/training.md`, md);
   writeFileSync(`${out}/training.json`, JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));

@@ -1,7 +1,7 @@
 /**
  * The training-step suite: one forward + backward (`tf.grads` of Σ apply with respect to q, k
- * and v) of dense and local attention on webgpu, the fused path (the flash kernel and its fused
- * backward) against the composite (tfjs ops, tfjs autodiff), at n = 1024 and 4096 (batch 1,
+ * and v) of dense, local and causal linear attention on webgpu, the fused path (the flash or
+ * linear kernel and its fused backward) against the composite (tfjs ops, tfjs autodiff), at n = 1024 and 4096 (batch 1,
  * 1 head, d = dv = 64, causal; local window 256): median time of several runs and intermediate
  * bytes, and the composite/fused ratios measured in the same run.
  */
@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Attention, Implementation } from '../src/core/types.js';
 import { denseAttention } from '../src/variants/baseline/dense.js';
 import { localAttention } from '../src/variants/fixed/local.js';
+import { linearAttention } from '../src/variants/kernelized/linear.js';
 import { intermediateBytes, makeQKV, medianMs, mib, startBackends } from './common.js';
 
 export interface TrainingRow {
@@ -25,6 +26,7 @@ export interface TrainingRow {
 const ENTRIES: [string, () => Attention<unknown>][] = [
   ['dense', () => denseAttention({ causal: true })],
   ['local', () => localAttention({ window: 256, causal: true })],
+  ['linear', () => linearAttention({ causal: true })],
 ];
 
 /** One training step's gradients as one tensor (dk, dv freed: their bytes are in the peak). */
