@@ -167,3 +167,43 @@ if (backends.includes('webgpu')) {
     }
   });
 }
+
+describe('recurrence: memories are constants of the gradient (DESIGN.md, Training)', () => {
+  for (const backend of backends.filter((b) => b !== 'wasm')) {
+    it(`${backend}: two steps inside one tf.grads: the second step's output has exactly zero gradient with respect to the first segment's k and v (transformer-xl, compressive)`, async () => {
+      await useBackend(backend);
+      const { transformerXLAttention } = await import('../src/variants/recurrence/transformer-xl.js');
+      const { compressiveAttention } = await import('../src/variants/recurrence/compressive.js');
+      const makers: [string, () => { initState(b: number): unknown; step(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, s: unknown): { output: tf.Tensor4D; state: { dispose?(): void; k?: tf.Tensor; v?: tf.Tensor } }; dispose(): void }][] = [
+        ['transformer-xl', () => transformerXLAttention({ memLength: 8, heads: 2, headDim: 4 }) as never],
+        ['compressive', () => compressiveAttention({ memLength: 4, compressedLength: 4, rate: 2, fn: 'conv', headDim: 4 }) as never],
+      ];
+      for (const [id, make] of makers) {
+        const attn = make();
+        const seg = (s: number) => tf.tidy(() => tf.add(seededTensor([1, 2, 4, 4], s, 1), 0) as tf.Tensor4D);
+        const [q1, k1, v1, q2, k2, v2] = [1, 2, 3, 4, 5, 6].map(seg);
+        const before = tf.memory().numTensors;
+        const free = (st: { dispose?(): void; k?: tf.Tensor; v?: tf.Tensor }) => (st.dispose ? st.dispose() : (st.k!.dispose(), st.v!.dispose()));
+        // engine.gradients with allowNoGradients: an input with no path to the result gets null
+        // (tf.grads would throw), which is what a constant memory gives the first segment.
+        const engine = tf.engine() as unknown as { gradients(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor, allowNoGradients?: boolean): { value: tf.Tensor; grads: (tf.Tensor | null)[] } };
+        const { value, grads } = engine.gradients(() => {
+          const first = attn.step(q1, k1, v1, attn.initState(1));
+          first.output.dispose();
+          const second = attn.step(q2, k2, v2, first.state);
+          free(second.state);
+          return tf.sum(second.output);
+        }, [k1, v1, v2], undefined, true);
+        const zeroOrNone = async (g: tf.Tensor | null | undefined) => g == null || Array.from(await g.data()).every((x) => x === 0);
+        expect(await zeroOrNone(grads[0]), `${id} on ${backend}: d second / d k1`).toBe(true);
+        expect(await zeroOrNone(grads[1]), `${id} on ${backend}: d second / d v1`).toBe(true);
+        expect(grads[2] != null && Array.from(await grads[2]!.data()).some((x) => x !== 0), `${id} on ${backend}: d second / d v2 flows`).toBe(true);
+        value.dispose();
+        grads.forEach((g) => g?.dispose());
+        expect(tf.memory().numTensors, `${id} on ${backend}: no leak`).toBe(before);
+        [q1, k1, v1, q2, k2, v2].forEach((t) => t.dispose());
+        attn.dispose();
+      }
+    }, 60_000);
+  }
+});

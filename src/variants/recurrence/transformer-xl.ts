@@ -232,8 +232,9 @@ export class TransformerXLAttention implements Attention<ResolvedTransformerXLCo
     }
     const keep = Math.min(this.config.memLength, dims.m);
     const next: TransformerXLState = {
-      k: tf.slice(keys, [0, 0, dims.m - keep, 0], [-1, -1, keep, -1]),
-      v: tf.slice(values, [0, 0, dims.m - keep, 0], [-1, -1, keep, -1]),
+      // The next memory is a constant of the gradient (stop-gradient): cut with the tape paused.
+      k: constantOf([keys], (x) => tf.slice(x as tf.Tensor4D, [0, 0, dims.m - keep, 0], [-1, -1, keep, -1])),
+      v: constantOf([values], (x) => tf.slice(x as tf.Tensor4D, [0, 0, dims.m - keep, 0], [-1, -1, keep, -1])),
       length: keep,
       origin: decodeOrigin(this.id, this.fingerprint, seg),
     };
