@@ -17,5 +17,5 @@ export const meta = {
   complexity: { time: 'O(n·k·d + m·k·d)', memory: 'O(n·k)' },
   module: 'variants/memory-saving/linformer',
   exactSoftmax: false,
-  capabilities: { fused: true, fusedBackward: true, causal: false, decode: false, pattern: false, learned: [] },
+  capabilities: { fused: true, fusedBackward: true, causal: false, decode: false, pattern: false, learned: ['e', 'f'] },
 } as const satisfies EntryMeta;

@@ -113,8 +113,8 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
 
   constructor(
     readonly config: Readonly<ResolvedLinformerConfig>,
-    private e: tf.Tensor2D | null,
-    private f: tf.Tensor2D | null,
+    private eVar: tf.Tensor2D | null,
+    private fVar: tf.Tensor2D | null,
   ) {}
 
   /**
@@ -138,8 +138,8 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
       const { batch: b, heads, kvHeads: kh, n, m: len, d, dv } = dims;
       checkHostBudget('the linformer composite', this.memoryBytes({ batch: b, heads, kvHeads: kh, n, m: len, d, dv, implementation: 'composite', keyLength: keyLength !== null }));
     }
-    const e = this.e!;
-    const f = this.f ?? e;
+    const e = this.eVar!;
+    const f = this.fVar ?? e;
     const { batch, kvHeads, m } = dims;
     const [kProj, vProj] = tf.tidy(() => {
       const kvalid = keyValidity(dims, keyLength);
@@ -181,17 +181,29 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
     return Math.ceil((slices + masked + projected) * 1.15) + attendDenseBytes({ ...dims, m: kp }, path, false) + 4096;
   }
 
+  /** The projection E `[k, maxLength]` of the keys (a `tf.Variable` the variant owns; trainable with `trainable: true`). */
+  get e(): tf.Variable {
+    this.lifetime.check(this.id);
+    return this.eVar as tf.Variable;
+  }
+
+  /** The projection F `[k, maxLength]` of the values (the same variable as `e` with `shareKV`). */
+  get f(): tf.Variable {
+    this.lifetime.check(this.id);
+    return (this.fVar ?? this.eVar) as tf.Variable;
+  }
+
   /** The trainable variables: `[e, f]` (`[e]` with shareKV) with `trainable: true`, else none. */
   get variables(): tf.Variable[] {
     this.lifetime.check(this.id);
-    return this.config.trainable ? ([this.e, this.f].filter((x) => x !== null) as tf.Variable[]) : [];
+    return this.config.trainable ? ([this.eVar, this.fVar].filter((x) => x !== null) as tf.Variable[]) : [];
   }
 
   /** The projections `{ e, f }`, `[k, maxLength]` each (new tensors the caller owns; f equals e with shareKV). */
   projections(): { e: tf.Tensor2D; f: tf.Tensor2D } {
     this.lifetime.check(this.id);
-    const e = this.e!;
-    return { e: tf.clone(e) as tf.Tensor2D, f: tf.clone(this.f ?? e) as tf.Tensor2D };
+    const e = this.eVar!;
+    return { e: tf.clone(e) as tf.Tensor2D, f: tf.clone(this.fVar ?? e) as tf.Tensor2D };
   }
 
   /** The projections cover m <= maxLength keys (apply and memoryBytes throw the same error past it). */
@@ -205,10 +217,10 @@ export class LinformerAttention implements Attention<ResolvedLinformerConfig> {
   /** Frees the projections and ends the variant (every later call throws AttentionError('this')); again, a no-op. */
   dispose(): void {
     if (!this.lifetime.end()) return;
-    this.e?.dispose();
-    this.f?.dispose();
-    this.e = null;
-    this.f = null;
+    this.eVar?.dispose();
+    this.fVar?.dispose();
+    this.eVar = null;
+    this.fVar = null;
   }
 }
 
