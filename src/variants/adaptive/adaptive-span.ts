@@ -32,6 +32,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { checkHostBudget } from '../../core/budget.js';
+import { ownedVariable } from '../../core/variables.js';
 import { forwardOnlyKernel, recordingGradients, resolveImplementation } from '../../core/dispatch.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { AttentionError, show } from '../../core/errors.js';
@@ -344,7 +345,6 @@ export function adaptiveSpanAttention(config: AdaptiveSpanConfig): AdaptiveSpanA
   if (scale !== undefined) cfg.scale = scale;
   // Through one op, so that z lives on the active backend's device from the start.
   const init = tf.tidy(() => tf.add(Array.isArray(zInit) ? tf.tensor1d(zInit, 'float32') : zInit, 0)) as tf.Tensor1D;
-  const z = tf.variable(init, trainable) as tf.Variable<tf.Rank.R1>;
-  init.dispose(); // the variable holds its own reference to the data
+  const z = ownedVariable(init, trainable);
   return new AdaptiveSpanAttention(Object.freeze(cfg), z);
 }

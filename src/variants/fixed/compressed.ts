@@ -31,6 +31,7 @@ import { Exec, freesOnDispose, type Val } from '../../../kernels/flash/sparse_co
 import { whereCopies } from '../../../kernels/shared/finite.js';
 import { buildPart, range } from '../../../kernels/flash/parts.js';
 import { AttentionError, show } from '../../core/errors.js';
+import { ownedVariable } from '../../core/variables.js';
 import { DEFAULT_SEED, seededConvWeights } from '../../core/rng.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Problem } from '../../core/types.js';
 import { checkBool, checkInt, hostSquareStack, validateCall } from '../../core/validate.js';
@@ -149,13 +150,7 @@ export class CompressedAttention implements Attention<Resolved> {
     if (!x) {
       const w = this.kernelsFor(d, dv);
       const t = this.config.stride;
-      const own = (data: Float32Array, dim: number) => {
-        const init = tf.tensor2d(data, [t * dim, dim]);
-        const variable = tf.variable(init, true);
-        init.dispose();
-        return variable;
-      };
-      x = { k: own(w.k, d), v: own(w.v, dv) };
+      x = { k: ownedVariable(tf.tensor2d(w.k, [t * d, d]), true), v: ownedVariable(tf.tensor2d(w.v, [t * dv, dv]), true) };
       this.vars.set(key, x);
     }
     return x;

@@ -65,6 +65,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../core/backend.js';
+import { ownedVariable } from '../../core/variables.js';
 import { checkHostBudget } from '../../core/budget.js';
 import { constantOf, gatherDifferentiable } from '../../core/grad.js';
 import { forwardOnlyKernel, recordingGradients, resolveImplementation } from '../../core/dispatch.js';
@@ -747,8 +748,7 @@ export function routingAttention(config: RoutingConfig): RoutingAttention {
     const host = routingCentroids(heads, clusters, dim, seed);
     init = tf.tidy(() => tf.add(tf.tensor3d(host, [heads, clusters, dim], 'float32'), 0)) as tf.Tensor3D;
   }
-  const mu = tf.variable(init, false) as tf.Variable<tf.Rank.R3>;
-  init.dispose();
+  const mu = ownedVariable(init as tf.Tensor3D, false);
   const cfg: ResolvedRoutingConfig = { clusters, causal, heads, dim, seed, centroids: config.centroids !== undefined ? 'explicit' : 'seeded' };
   if (window !== undefined) cfg.window = window;
   if (scale !== undefined) cfg.scale = scale;

@@ -59,6 +59,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../core/backend.js';
+import { ownedVariable } from '../../core/variables.js';
 import { checkHostBudget } from '../../core/budget.js';
 import { forwardOnlyKernel, resolveImplementation } from '../../core/dispatch.js';
 import { Lifetime } from '../../core/lifecycle.js';
@@ -530,8 +531,7 @@ export function sinkhornAttention(config: SinkhornConfig): SinkhornAttention {
     // Through one op, so that the weights live on the active backend's device from the start.
     init = tf.tidy(() => tf.add(tf.tensor2d(host, [headDim, blocks], 'float32'), 0)) as tf.Tensor2D;
   }
-  const w = tf.variable(init, trainable) as tf.Variable<tf.Rank.R2>;
-  init.dispose(); // the variable holds its own copy
+  const w = ownedVariable(init as tf.Tensor2D, trainable);
   const cfg: ResolvedSinkhornConfig = {
     block,
     iterations,

@@ -25,6 +25,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../core/backend.js';
+import { ownedVariable } from '../../core/variables.js';
 import { checkHostBudget } from '../../core/budget.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { resolveImplementation } from '../../core/dispatch.js';
@@ -286,13 +287,8 @@ export function linformerAttention(config: LinformerConfig): LinformerAttention 
     if (host.f) f = upload(host.f);
   }
   // The projections live in variables the variant owns (trainable with `trainable: true`).
-  const own = (t: tf.Tensor2D) => {
-    const x = tf.variable(t, trainable) as tf.Variable<tf.Rank.R2>;
-    t.dispose(); // the variable holds its own reference to the data
-    return x;
-  };
-  e = own(e);
-  if (f) f = own(f);
+  e = ownedVariable(e, trainable);
+  if (f) f = ownedVariable(f, trainable);
   const cfg: ResolvedLinformerConfig = {
     k: e.shape[0],
     maxLength: e.shape[1],

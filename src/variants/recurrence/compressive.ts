@@ -83,6 +83,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { attendDense, attendDenseBytes, prepareDense } from '../../../kernels/flash/attend.js';
 import { DISALLOWED_SCORE } from '../../../kernels/shared/masking.js';
 import { forwardOnlyKernel, recordingGradients } from '../../core/dispatch.js';
+import { ownedVariable } from '../../core/variables.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { DEFAULT_SEED, seededConvWeights } from '../../core/rng.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Implementation, Problem } from '../../core/types.js';
@@ -762,12 +763,7 @@ export function compressiveAttention(config: CompressiveConfig = {}): Compressiv
     ({ k, v } = compressiveConvWeights(rate, headDim, valueDim, seed));
   }
   // Through one op each, so that the weights live on the active backend's device from the start.
-  const make = (data: Float32Array, dim: number) => {
-    const init = tf.tidy(() => tf.add(tf.tensor3d(data, [rate, dim, dim], 'float32'), 0));
-    const variable = tf.variable(init, trainable);
-    init.dispose();
-    return variable;
-  };
+  const make = (data: Float32Array, dim: number) => ownedVariable(tf.tidy(() => tf.add(tf.tensor3d(data, [rate, dim, dim], 'float32'), 0)), trainable);
   const conv = { k: make(k, headDim), v: make(v, valueDim) };
   const resolved: ResolvedCompressiveConfig = { memLength, compressedLength, rate, fn, causal: true, trainable, headDim, valueDim, convWeights: config.convWeights !== undefined ? 'explicit' : 'seeded' };
   if (seed !== undefined) resolved.seed = seed;

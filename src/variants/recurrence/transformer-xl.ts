@@ -35,6 +35,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { checkHostBudget } from '../../core/budget.js';
+import { ownedVariable } from '../../core/variables.js';
 import { forwardOnlyKernel, resolveImplementation } from '../../core/dispatch.js';
 import { constantOf, gatherDifferentiable } from '../../core/grad.js';
 import { AttentionError, show } from '../../core/errors.js';
@@ -462,11 +463,8 @@ export function transformerXLAttention(config: TransformerXLConfig = {}): Transf
     v0 = tf.tensor2d(p.v, [heads, d]);
     w0 = tf.tensor3d(p.wR, [heads, d, d]);
   }
-  const own = (t: tf.Tensor, given: unknown) => {
-    const variable = tf.variable(t, trainable);
-    if (!(given instanceof tf.Tensor)) t.dispose();
-    return variable;
-  };
+  // (A caller's tensor is the caller's: only the library's own are consumed.)
+  const own = (t: tf.Tensor, given: unknown) => (given instanceof tf.Tensor ? tf.variable(t, trainable) : ownedVariable(t, trainable));
   const cfg: ResolvedTransformerXLConfig = { memLength, heads, headDim: d, seed, trainable, causal: true, params: explicit ? 'explicit' : 'seeded' };
   if (base.scale !== undefined) cfg.scale = base.scale;
   return new TransformerXLAttention(Object.freeze(cfg), own(u0, config.u), own(v0, config.v), own(w0, config.wR));

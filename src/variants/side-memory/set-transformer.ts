@@ -53,6 +53,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuLimits } from '../../core/backend.js';
+import { ownedVariable } from '../../core/variables.js';
 import { checkHostBudget } from '../../core/budget.js';
 import { resolveImplementation } from '../../core/dispatch.js';
 import { Lifetime } from '../../core/lifecycle.js';
@@ -405,8 +406,7 @@ export function setTransformerAttention(config: SetTransformerConfig): SetTransf
     // Through one op, so that the points live on the active backend's device from the start.
     init = tf.tidy(() => tf.add(tf.tensor3d(host, [heads, mi, d], 'float32'), 0)) as tf.Tensor3D;
   }
-  const points = tf.variable(init, trainable) as tf.Variable<tf.Rank.R3>;
-  init.dispose(); // the variable holds its own copy
+  const points = ownedVariable(init as tf.Tensor3D, trainable);
   const cfg: ResolvedSetTransformerConfig = {
     inducingPoints: mi,
     heads,
