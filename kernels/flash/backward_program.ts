@@ -20,7 +20,7 @@
 import type { WebGPUProgram } from '../shared/webgpu_types.js';
 import { unroll } from '../shared/wgsl.js';
 import { ROWS_PER_WORKGROUP } from './plan.js';
-import { ROW_MAX_START, ruleKeyPart, rowKeyLoops, type FlashVariant } from './flash_program.js';
+import { ROW_MAX_START, ruleKeyPart, rowKeyLoops, rowPrologue, underRule, type FlashVariant } from './flash_program.js';
 
 /** What the backward programs are specialised on (written into the WGSL source, so in `shaderKey`). */
 export type BackwardVariant = Pick<FlashVariant, 'causal' | 'sparse' | 'rule'>;
@@ -107,25 +107,13 @@ export class FlashBackwardQProgram implements WebGPUProgram {
         'let ds = pr * (dp - dRow);',
         ...Array.from({ length: d4 }, (_, t) => `dq${t} = dq${t} + ds * k[kb + ${t}];`),
       ];
-      if (!withRule) return lines.map((l) => indent + l).join('\n');
-      return [`${indent}let w = ruleWeight(p, j, h);`, `${indent}if (w > 0.0) {`, ...lines.map((l) => `${indent}  ${l}`), `${indent}}`].join('\n');
+      return withRule ? underRule(lines, indent) : lines.map((l) => indent + l).join('\n');
     };
     return `
   ${rule ? rule.wgsl : ''}
 
   fn main() {
-    let row = i32(globalId.x);
-    let bh = i32(globalId.y);
-    let part = i32(globalId.z);
-    if (row >= uniforms.n) { return; }
-    let b = bh / uniforms.heads;
-    let h = bh - b * uniforms.heads;
-    let kvh = h / uniforms.group;
-    let p = row + uniforms.m - uniforms.n;
-    var kEnd = clamp(keyLength[b], 0, uniforms.m);
-    ${causal ? 'kEnd = min(kEnd, p + 1);' : ''}
-    let qBase = (bh * uniforms.n + row) * ${d4};
-${unroll(d4, (t) => `    let q${t} = q[qBase + ${t}] * uniforms.scale;`)}
+${rowPrologue(d4, causal)}
     let oBase = (bh * uniforms.n + row) * ${dv4};
 ${unroll(dv4, (t) => `    let do${t} = dy[oBase + ${t}];`)}
     let rowLse = stats[2 * (bh * uniforms.n + row)];
@@ -184,14 +172,7 @@ export class FlashBackwardKVProgram implements WebGPUProgram {
       ...Array.from({ length: d4 }, (_, t) => `dk${t} = dk${t} + ds * q[qb + ${t}];`),
     ];
     if (!withRule) return lines.map((l) => indent + l).join('\n');
-    return [
-      `${indent}let p = i + uniforms.m - uniforms.n;`,
-      ...(rule?.init ? [`${indent}ruleInit(p, h);`] : []),
-      `${indent}let w = ruleWeight(p, j, h);`,
-      `${indent}if (w > 0.0) {`,
-      ...lines.map((l) => `${indent}  ${l}`),
-      `${indent}}`,
-    ].join('\n');
+    return [`${indent}let p = i + uniforms.m - uniforms.n;`, ...(rule?.init ? [`${indent}ruleInit(p, h);`] : []), underRule(lines, indent)].join('\n');
   }
 
   getUserCode(): string {

@@ -134,19 +134,7 @@ export class FlashAttentionProgram implements WebGPUProgram {
   ${rule ? rule.wgsl : ''}
 
   fn main() {
-    let row = i32(globalId.x);
-    let bh = i32(globalId.y);
-    let part = i32(globalId.z);
-    if (row >= uniforms.n) { return; }
-    let b = bh / uniforms.heads;
-    let h = bh - b * uniforms.heads;
-    let kvh = h / uniforms.group;
-    // Bottom-right alignment: query row i sits at absolute position i + (m - n).
-    let p = row + uniforms.m - uniforms.n;
-    var kEnd = clamp(keyLength[b], 0, uniforms.m);
-    ${causal ? 'kEnd = min(kEnd, p + 1);' : ''}
-    let qBase = (bh * uniforms.n + row) * ${d4};
-${unroll(d4, (t) => `    let q${t} = q[qBase + ${t}] * uniforms.scale;`)}
+${rowPrologue(d4, causal)}
 ${this.variant.relative ? `    // Relative term: scale·qRel_i·rel[h, p − j], rows of rel from h·m.
     let relBase = h * uniforms.m;
 ${unroll(d4, (t) => `    let qr${t} = qRel[qBase + ${t}] * uniforms.scale;`)}` : ''}
@@ -273,8 +261,39 @@ export function keyUpdate(o: KeyUpdateOptions): string {
     o.vBase,
     ...Array.from({ length: dv4 }, (_, t) => `acc${t} = acc${t} + e * ${o.vAt(t)};`),
   ];
-  if (!withRule) return body.map((l) => indent + l).join('\n');
-  return [`${indent}let w = ruleWeight(p, j, h);`, `${indent}if (w > 0.0) {`, ...body.map((l) => `${indent}  ${l}`), `${indent}}`].join('\n');
+  return withRule ? underRule(body, indent) : body.map((l) => indent + l).join('\n');
+}
+
+/**
+ * `lines` (a key's statements, for key `j` of query position `p`, head `h`) evaluated only where
+ * the element rule allows the pair: `let w = ruleWeight(p, j, h); if (w > 0.0) { … }`, so the
+ * lines may read the weight `w`. Shared by the forward and both backward programs.
+ */
+export function underRule(lines: string[], indent: string): string {
+  return [`${indent}let w = ruleWeight(p, j, h);`, `${indent}if (w > 0.0) {`, ...lines.map((l) => `${indent}  ${l}`), `${indent}}`].join('\n');
+}
+
+/**
+ * The start of a program with one query row per invocation (the forward's per-row program and
+ * the backward's dQ): the row, batch·head and split from the invocation id (returning past the
+ * last row), the query's head, kv head and absolute position `p` (bottom-right alignment: row i
+ * sits at i + m − n), the end `kEnd` of its keys (keyLength, and causal), and its scaled query
+ * `q0…` (vec4s).
+ */
+export function rowPrologue(d4: number, causal: boolean): string {
+  return `    let row = i32(globalId.x);
+    let bh = i32(globalId.y);
+    let part = i32(globalId.z);
+    if (row >= uniforms.n) { return; }
+    let b = bh / uniforms.heads;
+    let h = bh - b * uniforms.heads;
+    let kvh = h / uniforms.group;
+    // Bottom-right alignment: query row i sits at absolute position i + (m - n).
+    let p = row + uniforms.m - uniforms.n;
+    var kEnd = clamp(keyLength[b], 0, uniforms.m);
+    ${causal ? 'kEnd = min(kEnd, p + 1);' : ''}
+    let qBase = (bh * uniforms.n + row) * ${d4};
+${unroll(d4, (t) => `    let q${t} = q[qBase + ${t}] * uniforms.scale;`)}`;
 }
 
 /** One query row's online-softmax state, as WGSL expressions (see {@link writeRow}). */
