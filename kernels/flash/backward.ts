@@ -15,6 +15,7 @@ import type { Dims } from '../../src/core/types.js';
 import { registerOnce } from '../shared/register.js';
 import { checkBinding, checkBindingCount, LOOP_BUDGET, type KernelLimits } from '../shared/limits.js';
 import type { WebGPUBackend } from '../shared/webgpu_types.js';
+import { sumGroups } from '../shared/heads.js';
 import { backwardUniformData, FlashBackwardKVProgram, FlashBackwardQProgram, type BackwardVariant } from './backward_program.js';
 import { buildLayoutFromEntries, layoutEntries, layoutEntryData, type BlockLayout, type LayoutEntry } from './layout.js';
 
@@ -178,7 +179,6 @@ function flashGrad(dys: tf.Tensor | (tf.Tensor | null)[], saved: tf.Tensor[], at
   const [batch, heads, n, dPad] = q.shape;
   const [, kvHeads, m] = k.shape;
   const dvPad = v.shape[3] as number;
-  const group = heads / kvHeads;
   registerOnce(flashBackwardQConfig);
   registerOnce(flashBackwardKVConfig);
   // Per query row: (lse, D = dO·O), interleaved.
@@ -200,9 +200,8 @@ function flashGrad(dys: tf.Tensor | (tf.Tensor | null)[], saved: tf.Tensor[], at
       { ...common, rowStart: kvLayout?.rowStart ?? rowStart, entries: kvLayout?.entries ?? entries },
       { ...attrs, numKBlocks: kvLayout?.numKBlocks ?? 0 } as unknown as NamedAttrMap,
     ) as tf.Tensor;
-    const summed = a.kvSplits === 1 ? parts : tf.sum(parts, 0);
-    // Per query head → per K/V head: head h = kvh·group + g.
-    const perKV = group === 1 ? tf.reshape(summed, [batch, kvHeads, m, dPad + dvPad]) : tf.sum(tf.reshape(summed, [batch, kvHeads, group, m, dPad + dvPad]), 2);
+    const summed = tf.reshape(a.kvSplits === 1 ? parts : tf.sum(parts, 0), [batch, heads, m, dPad + dvPad]);
+    const perKV = sumGroups(summed, kvHeads); // per query head → per K/V head
     return tf.split(perKV, [dPad, dvPad], 3);
   });
   stats.dispose();

@@ -25,6 +25,7 @@ import { constantOf } from '../../src/core/grad.js';
 import { activeKernelLimits } from '../shared/limits.js';
 import { isExpKind, isProjectedKind, type FeatureKind } from './feature_maps.js';
 import { planLinear } from './plan.js';
+import { perQueryHead, sumGroups } from '../shared/heads.js';
 
 /** The inputs of the forward kernel the gradient saves, in order (absent ones get placeholders while recording). */
 export const LINEAR_SAVED_INPUTS = ['q', 'k', 'v', 'keyLength', 'omegaT'] as const;
@@ -49,20 +50,6 @@ let rawScan: RawScan | null = null;
 /** Set by kernel.ts (which owns the kernel call), so that this module imports no kernel code of its own. */
 export function setRawScan(f: RawScan): void {
   rawScan = f;
-}
-
-/** Sums `[B, H, r, c]` per query head over each K/V head's group: `[B, KH, r, c]`. */
-function sumGroups(x: tf.Tensor, kvHeads: number): tf.Tensor {
-  const [B, H, r, c] = x.shape;
-  return H === kvHeads ? x : tf.sum(tf.reshape(x, [B, kvHeads, H / kvHeads, r, c]), 2);
-}
-
-/** Repeats `[B, KH, r, c]` for each query head of its group: `[B, H, r, c]`. */
-function perQueryHead(x: tf.Tensor, heads: number): tf.Tensor {
-  const [B, KH, r, c] = x.shape;
-  if (heads === KH) return x;
-  // (Rank 3: webgpu tiles rank 5 on the cpu, with a synchronous read.)
-  return tf.reshape(tf.tile(tf.reshape(x, [B * KH, 1, r * c]), [1, heads / KH, 1]), [B, heads, r, c]);
 }
 
 function linearGrad(dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: NamedAttrMap): Record<string, () => tf.Tensor> {
