@@ -23,7 +23,8 @@ import type { Attention } from '../src/core/types.js';
 import { denseAttention } from '../src/variants/baseline/dense.js';
 import { localAttention } from '../src/variants/fixed/local.js';
 import { setupBackends, useBackend, withGpuErrorScope } from './backends.js';
-import { RUNS, countDispatches, describeCase, makeInputs } from './harness.js';
+import { RUNS, describeCase, makeInputs } from './harness.js';
+import { disposeDeep, expectRefused } from './expect.js';
 import { maxAbsDiff, seededTensor } from './reference.js';
 import { specs } from './specs/index.js';
 import { matMulBT } from '../kernels/shared/matmul.js';
@@ -36,36 +37,6 @@ type Dyn = Record<string, unknown> & Attention<unknown>;
 type AnyFn = (...args: unknown[]) => unknown;
 const call = (obj: object, name: string, args: unknown[]): unknown => (obj as Record<string, AnyFn>)[name](...args);
 const has = (obj: object, name: string): boolean => typeof (obj as Record<string, unknown>)[name] === 'function';
-
-/** Runs `fn`, expecting AttentionError (argument matching `argument`), no dispatch and no new tensor. */
-function expectRefused(fn: () => unknown, label: string, argument?: RegExp): AttentionError {
-  const before = tf.memory().numTensors;
-  let thrown: unknown = null;
-  let result: unknown;
-  const dispatches = countDispatches(() => {
-    try {
-      result = fn();
-    } catch (e) {
-      thrown = e;
-    }
-  });
-  if (!thrown) disposeDeep(result);
-  expect(thrown, `${label}: expected an AttentionError`).toBeInstanceOf(AttentionError);
-  const err = thrown as AttentionError;
-  expect(err.message, label).toMatch(/expected .+, got .+/);
-  if (argument) expect(err.argument, `${label}: ${err.message}`).toMatch(argument);
-  expect(dispatches, `${label}: dispatched before throwing (${err.message})`).toBe(0);
-  expect(tf.memory().numTensors, `${label}: leaked a tensor`).toBe(before);
-  return err;
-}
-
-/** Disposes every tensor in a result (a tensor, or an object / array holding tensors). */
-function disposeDeep(x: unknown): void {
-  if (x instanceof tf.Tensor) {
-    if (!x.isDisposed) x.dispose();
-  } else if (Array.isArray(x)) x.forEach(disposeDeep);
-  else if (x && typeof x === 'object') Object.values(x).forEach(disposeDeep);
-}
 
 /** A copy of a decode state whose tensors are clones (decode consumes the state it is given). */
 function cloneState<S extends object>(s: S): S {

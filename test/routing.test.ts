@@ -11,6 +11,7 @@ import { measureIntermediateBytes } from '../src/core/measure.js';
 import { routingAttention, type RoutingAttention } from '../src/variants/learnable/routing.js';
 import { setupBackends, useBackend, withGpuErrorScope } from './backends.js';
 import { countDispatches, describeCase, makeInputs, runCase } from './harness.js';
+import { expectReference } from './expect.js';
 import { maxAbsDiff, seededTensor, toHost } from './reference.js';
 import { centroidsOf, referenceUpdate, routingSpec as spec } from './specs/routing.js';
 import type { Case } from './specs/types.js';
@@ -34,11 +35,7 @@ describe.each(backends)('routing on %s', (backend) => {
           const attn = make(c);
           const x = makeInputs(c);
           try {
-            const [qh, kh, vh] = await Promise.all([toHost(x.q), toHost(x.k), toHost(x.v)]);
-            const got = await runCase(attn, x, c, path);
-            const want = spec.reference(qh, kh, vh, c);
-            expect(got.shape).toEqual(want.shape);
-            expect(maxAbsDiff(got.data, want.data), describeCase(c)).toBeLessThan(TOL);
+            await expectReference(attn, x, c, spec.reference, path, TOL);
           } finally {
             x.dispose();
             attn.dispose();
