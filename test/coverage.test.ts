@@ -30,6 +30,8 @@ import { RECURRENCE_ENTRIES } from '../bench/recurrence.js';
 const root = resolve(import.meta.dirname, '..');
 /** The module behind `attention-catalog/layers` (relative to the root, without extension). */
 const LAYERS_MODULE = 'src/layers/catalog-attention';
+/** The module behind `attention-catalog/moe` (side-effect free; its tfjs-layers form lives in src/layers). */
+const MOE_MODULE = 'src/moe/index';
 const read = (p: string) => readFileSync(join(root, p), 'utf8');
 const ids = catalog.map((e) => e.id);
 const familyFolder = (e: EntryMeta) => e.family.replace(/ /g, '-');
@@ -126,13 +128,14 @@ describe('instances and specs agree with the metadata', () => {
 describe('the package, the docs and the README', () => {
   const pkg = JSON.parse(read('package.json')) as { exports: Record<string, unknown>; sideEffects: unknown };
 
-  it('package.json exports ".", "./backend", one subpath per entry, to dist/src/<module>, and "./layers"', () => {
+  it('package.json exports ".", "./backend", one subpath per entry, to dist/src/<module>, "./layers" and "./moe"', () => {
     const expected: Record<string, unknown> = {
       '.': { types: './dist/src/index.d.ts', default: './dist/src/index.js' },
       './backend': { types: './dist/src/core/backend.d.ts', default: './dist/src/core/backend.js' },
     };
     for (const e of catalog) expected[`./${e.id}`] = { types: `./dist/src/${e.module}.d.ts`, default: `./dist/src/${e.module}.js` };
     expected['./layers'] = { types: `./dist/${LAYERS_MODULE}.d.ts`, default: `./dist/${LAYERS_MODULE}.js` };
+    expected['./moe'] = { types: `./dist/${MOE_MODULE}.d.ts`, default: `./dist/${MOE_MODULE}.js` };
     expect(pkg.exports, `package.json "exports" should be:\n${JSON.stringify(expected, null, 2)}`).toEqual(expected);
   });
 
@@ -148,14 +151,15 @@ describe('the package, the docs and the README', () => {
       readdirSync(join(root, dir), { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? walk(`${dir}/${d.name}`) : d.name.endsWith('.ts') ? [`${dir}/${d.name}`] : []));
     const sources = [...walk('src'), ...walk('kernels')].map((f) => `./dist/${f.replace(/\.ts$/, '.js')}`);
     expect(sources.filter(marked).sort()).toEqual(sources.filter((f) => f.startsWith('./dist/src/layers/')).sort());
-    // And the layers module is the one source that registers anything with tfjs at import.
+    // And the layers modules (CatalogAttention, and MoE, which the layers module re-exports) are the only sources that register anything with tfjs at import.
     const registering = [...walk('src'), ...walk('kernels')].filter((f) => /^tf\.serialization\.registerClass\(/m.test(read(f)));
-    expect(registering).toEqual([`${LAYERS_MODULE}.ts`]);
+    expect(registering.sort()).toEqual([`${LAYERS_MODULE}.ts`, 'src/layers/moe.ts']);
+    expect(read(`${LAYERS_MODULE}.ts`)).toMatch(/^export \{ MoE, mixtureOfExperts, type MoEArgs \} from '\.\/moe\.js';$/m);
   });
 
-  it('typedoc.json has one entry point per entry, and the layers module', () => {
+  it('typedoc.json has one entry point per entry, the layers module and the moe module', () => {
     const typedoc = JSON.parse(read('typedoc.json')) as { entryPoints: string[] };
-    const expected = ['src/index.ts', 'src/core/backend.ts', ...catalog.map((e) => `src/${e.module}.ts`), `${LAYERS_MODULE}.ts`];
+    const expected = ['src/index.ts', 'src/core/backend.ts', ...catalog.map((e) => `src/${e.module}.ts`), `${LAYERS_MODULE}.ts`, `${MOE_MODULE}.ts`];
     expect([...typedoc.entryPoints].sort(), `typedoc.json "entryPoints" should be:\n${JSON.stringify(expected, null, 2)}`).toEqual([...expected].sort());
   });
 

@@ -10,8 +10,9 @@
  * - the shared modules `src/variants/*.ts` import core, kernels and each other, never an entry;
  * - `src/index.ts` (the catalog) imports statically only core and meta files: variant modules
  *   only by dynamic `import()`, so that importing the catalog loads no kernel;
- * - `src/layers/**` (the tfjs-layers layer, the package's one module with a side effect) imports
- *   only core, `src/variants/**` and itself, and nothing else imports it;
+ * - `src/layers/**` (the tfjs-layers layers, the package's one module with a side effect) imports
+ *   only core, `src/variants/**`, `src/moe/**` and itself, and nothing else imports it;
+ * - `src/moe/**` (mixture of experts) imports only core and itself: no kernel, no variant;
  * - every relative import names a file that exists, and none is computed (but src/core/backend.ts's
  *   import of an optional package by name).
  * The rules are also run on a few synthetic bad trees, so that this test is known to fail on a
@@ -84,6 +85,7 @@ const isMeta = (p: string) => /^src\/variants\/[^/]+\/[^/]+\.meta\.ts$/.test(p);
 const isSharedVariant = (p: string) => /^src\/variants\/[^/]+\.ts$/.test(p);
 const inLayers = (p: string) => p.startsWith('src/layers/');
 const inVariants = (p: string) => p.startsWith('src/variants/');
+const inMoE = (p: string) => p.startsWith('src/moe/');
 
 /** The broken rule of one edge, or null. */
 function violation({ from, to, kind }: Edge): string | null {
@@ -106,9 +108,10 @@ function violation({ from, to, kind }: Edge): string | null {
     return `${edge}: a shared variant module imports core, kernels and src/variants/*.ts, never an entry`;
   }
   if (inLayers(from)) {
-    if (inCore(to) || inVariants(to) || inLayers(to)) return null;
-    return `${edge}: src/layers imports only src/core, src/variants and src/layers`;
+    if (inCore(to) || inVariants(to) || inLayers(to) || inMoE(to)) return null;
+    return `${edge}: src/layers imports only src/core, src/variants, src/moe and src/layers`;
   }
+  if (inMoE(from)) return inCore(to) || inMoE(to) ? null : `${edge}: src/moe imports only src/core and src/moe`;
   if (from === 'src/index.ts') {
     if (inCore(to) || isMeta(to)) return null;
     if (kind === 'dynamic' && isEntry(to)) return null;
@@ -189,6 +192,8 @@ describe('import layering', () => {
       ['src/variants/fixed/dilated.ts', "import { x } from '../nowhere.js'; export const y = x;", 'does not exist'],
       ['src/layers/layer.ts', "import { f } from '../../kernels/flash/kernel.js'; export const l = f;", 'src/layers imports only'],
       ['src/layers/layer.ts', "import { c } from '../index.js'; export const l = c;", 'src/layers imports only'],
+      ['src/moe/router.ts', "import { f } from '../../kernels/flash/kernel.js'; export const r = f;", 'src/moe imports only'],
+      ['src/moe/layer.ts', "import { a } from '../variants/fixed/local.js'; export const r = a;", 'src/moe imports only'],
       ['src/index.ts', "export const c = () => import('./layers/layer.js');", 'nothing outside src/layers imports src/layers'],
       ['src/variants/fixed/strided.ts', "import { l } from '../../layers/layer.js'; export const b = l;", 'nothing outside src/layers imports src/layers'],
       ['kernels/flash/attend.ts', "import type { l } from '../../src/layers/layer.js'; export type h = typeof l;", 'nothing outside src/layers imports src/layers'],
