@@ -689,3 +689,5 @@ tf.serialization.registerClass(CatalogAttention);
 export function catalogAttention(args: CatalogAttentionArgs): CatalogAttention {
   return new CatalogAttention(args);
 }
+
+export { MoE, mixtureOfExperts, type MoEArgs } from './moe.js';
