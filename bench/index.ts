@@ -23,6 +23,9 @@
  *          wrong with SwiftShader's 4-wide subgroups)
  *          --suites strategies (not run by default): the flash kernel's 'rows' and 'tiled' strategies per
  *          entry on webgpu and what 'auto' picks, see bench/strategies.ts; --strategy-ns 1024,4096
+ *          --suites moe (not run by default): moeLayer vs a dense FFN with the same active parameters, and
+ *          natural vs batch-priority drop statistics, see bench/moe.ts; --moe-ns 1024,2048,4096,8192,16384
+ *          --moe-experts 8,32  --moe-drop-t 4096  --moe-drop-seeds 3
  *          --out bench/results (where the tables go)
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -36,6 +39,7 @@ import { benchCompile, compileTable, COMPILE_PROBLEM } from './compile.js';
 import { benchStrategies, strategiesTable } from './strategies.js';
 import { benchBrowser, browserHeader, browserTable } from './browser.js';
 import { benchTraining, trainingTable } from './training.js';
+import { benchMoEDrops, benchMoETime, moeDropTable, moeTimeTable } from './moe.js';
 // tfjs-core registers no op gradients by itself; @tensorflow/tfjs-layers' CommonJS build does (the training suite).
 import '@tensorflow/tfjs-layers';
 
@@ -133,6 +137,25 @@ if (suites.includes('training')) {
   writeFileSync(`${out}/training.md`, md);
   writeFileSync(`${out}/training.json`, JSON.stringify({ date: new Date().toISOString(), runs, rows }, null, 2));
   console.log(`\n${md}\nwritten: ${out}/training.md, ${out}/training.json`);
+}
+
+if (suites.includes('moe')) {
+  const mNs = (a['moe-ns'] ?? '1024,2048,4096,8192,16384').split(',').map(Number);
+  const experts = (a['moe-experts'] ?? '8,32').split(',').map(Number);
+  const drops = await benchMoEDrops({ T: Number(a['moe-drop-t'] ?? 4096), experts: 32, seeds: Number(a['moe-drop-seeds'] ?? 3) });
+  const times = await benchMoETime({ ns: mNs, runs, maxCpuN, backends, experts });
+  const md =
+    `## Mixture of experts (attention-catalog/moe), median of ${runs}\n\n` +
+    '### Batch-priority vs natural routing (E = 32, T = ' + (a['moe-drop-t'] ?? 4096) + ', d = 64, a confident router: logits of std ≈ 2; mean of ' + (a['moe-drop-seeds'] ?? 3) + ' seeds)\n\n' +
+    'A token is dropped when all its k choices are over capacity; router mass kept = Σ p over kept choices / Σ p over all k choices.\n\n' +
+    `${moeDropTable(drops)}\n\n` +
+    `### moeLayer vs a dense FFN with the same active parameters (k = 2, C = 1.25, d = 128, expert hidden 256, dense hidden 512, relu)\n\n` +
+    'Measured in the same run: the whole MoE call; the router alone; the experts\' batched FFN alone on an [E, capacity, d] buffer; ' +
+    'the rest is dispatch and combine (gathers and one scatter, tfjs ops on the device).\n\n' +
+    `${moeTimeTable(times)}\n`;
+  writeFileSync(`${out}/moe.md`, md);
+  writeFileSync(`${out}/moe.json`, JSON.stringify({ date: new Date().toISOString(), runs, drops, times }, null, 2));
+  console.log(`\n${md}\nwritten: ${out}/moe.md, ${out}/moe.json`);
 }
 
 if (suites.includes('strategies')) {

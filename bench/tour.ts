@@ -4,12 +4,17 @@
  * bytes, and max error against a float64 reference on sampled rows (its own definition, or
  * dense attention: bench/entries.ts's `errorAgainst`).
  *
- * Options: --backend auto|webgpu|wasm|cpu  --n 4096  --heads 8  --d 64  --runs 3  --only id,id
+ * After the table, the mixture-of-experts module (`attention-catalog/moe`): one `moeLayer`
+ * (E = 8, k = 2, C = 1.25, d = heads·d, hidden 2·heads·d) on n tokens, natural and batch-priority routing: time,
+ * capacity, and the share of choices dropped.
+ *
+ * Options: --backend auto|webgpu|wasm|cpu  --n 4096  --heads 8  --d 64  --runs 3  --only id,id  --no-moe
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { backendReport, initBackend, type BackendName } from '../src/core/backend.js';
 import { kernelAvailable } from '../src/core/dispatch.js';
 import { catalog } from '../src/index.js';
+import { moeLayer } from '../src/moe/index.js';
 import { applier, args, intermediateBytes, makeQKV, medianMs, mib, sampledError } from './common.js';
 import { tourEntries } from './entries.js';
 
@@ -66,5 +71,29 @@ for (const entry of entries) {
 const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
 const line = (r: string[]) => `| ${r.map((x, c) => x.padEnd(widths[c])).join(' | ')} |`;
 console.log(`\n${line(header)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n${rows.map(line).join('\n')}`);
+
+// The mixture-of-experts module: the FFN half of sparse inference, on the same n tokens.
+let moeFailed = false;
+if (a['no-moe'] === undefined) {
+  const dim = heads * d;
+  console.log(`\nattention-catalog/moe — moeLayer: E = 8 experts, k = 2, C = 1.25, d = ${dim}, hidden ${2 * dim}, on ${n} tokens (${backend})`);
+  for (const policy of ['natural', 'batch-priority'] as const) {
+    const moe = moeLayer({ experts: 8, k: 2, capacityFactor: 1.25, policy, dim, hidden: 2 * dim, seed: 1 });
+    const x = tf.randomNormal([n, dim], 0, 1, 'float32', 2);
+    try {
+      const ms = await medianMs(() => moe.apply(x), runs);
+      const o = moe.forward(x);
+      const dropped = tf.tidy(() => tf.mean(tf.cast(tf.less(o.route.slot, 0), 'float32')));
+      console.log(`  ${policy.padEnd(14)} ${ms.toFixed(1)} ms, capacity ${o.route.capacity} per expert, ${(100 * (await dropped.data())[0]).toFixed(1)}% of choices dropped`);
+      tf.dispose([o.output, o.auxLoss, o.zLoss, o.route.expert, o.route.slot, o.route.gate, o.route.load, dropped]);
+    } catch (e) {
+      moeFailed = true;
+      console.log(`  ${policy}: failed: ${(e as Error).message}`);
+    } finally {
+      x.dispose();
+      moe.dispose();
+    }
+  }
+}
 console.log(`\ntensors alive at exit: ${tf.memory().numTensors}`);
-if (rows.some((r) => r[4] === '—')) process.exitCode = 1;
+if (rows.some((r) => r[4] === '—') || moeFailed) process.exitCode = 1;

@@ -16,7 +16,11 @@
  * batches of 16 drawn in order from a fixed training set (one epoch = one pass over it); accuracy
  * on a held-out set; everything seeded (src/core/rng.ts, seeded initializers).
  *
- * Options: --backend auto|webgpu|wasm|cpu  --variants dense,local,linear,performer,big-bird
+ * Two more rows put an MoE FFN (`attention-catalog/layers`' `MoE`: 8 experts, k = 2, hidden 64,
+ * capacity factor 0.5, plus the router's weighted losses in the loss) after a dense attention layer:
+ * `moe-natural` and `moe-batch-priority`, the two routing orders at a capacity that drops choices.
+ *
+ * Options: --backend auto|webgpu|wasm|cpu  --variants dense,local,linear,performer,big-bird,moe-natural,moe-batch-priority
  *          --n 512  --steps 60  --epochs 3  --batch 16  --pairs 8  --lr 0.01  --eval 256
  *          --out bench/results
  */
@@ -29,7 +33,7 @@ import { backendReport, initBackend, type BackendName } from '../src/core/backen
 import { kernelAvailable } from '../src/core/dispatch.js';
 import { measureIntermediateBytes } from '../src/core/measure.js';
 import { SeededRandom } from '../src/core/rng.js';
-import { catalogAttention, type JsonValue } from '../src/layers/catalog-attention.js';
+import { catalogAttention, mixtureOfExperts, type JsonValue } from '../src/layers/catalog-attention.js';
 import { args, mib } from './common.js';
 
 const a = args();
@@ -42,7 +46,10 @@ const pairs = Number(a.pairs ?? 8);
 const lr = Number(a.lr ?? 1e-2);
 const evalSize = Number(a.eval ?? 256);
 const out = a.out ?? 'bench/results';
-const variants = (a.variants ?? 'dense,local,linear,performer,big-bird').split(',');
+const variants = (a.variants ?? 'dense,local,linear,performer,big-bird,moe-natural,moe-batch-priority').split(',');
+/** The MoE rows: dense attention, then an MoE FFN with this routing order. */
+const MOE_ROWS: Record<string, 'natural' | 'batch-priority'> = { 'moe-natural': 'natural', 'moe-batch-priority': 'batch-priority' };
+const MOE_CONFIG = { experts: 8, k: 2, capacityFactor: 0.5, hidden: 64, seed: 6 };
 
 const KEYS = 16; // key tokens 1..KEYS
 const FILLERS = 16; // filler tokens KEYS+1..KEYS+FILLERS (value 0)
@@ -57,6 +64,7 @@ if (!Number.isInteger(steps) || !Number.isInteger(epochs) || steps < epochs || s
 
 /** Each variant's config at sequence length n (the layer fills in heads and head dims). */
 function variantConfig(id: string): { [key: string]: JsonValue } {
+  if (MOE_ROWS[id]) return { ...MOE_CONFIG, policy: MOE_ROWS[id] };
   const sqrt = 2 ** Math.round(Math.log2(Math.sqrt(n)));
   const table: Record<string, { [key: string]: JsonValue }> = {
     dense: {},
@@ -138,8 +146,11 @@ function buildModel(variant: string) {
   const ek = tfl.layers.embedding({ inputDim: KEYS + FILLERS + 1, outputDim: DIM, embeddingsInitializer: tfl.initializers.randomNormal({ stddev: 0.5, seed: 1 }) }).apply(keyIn) as tfl.SymbolicTensor;
   const ev = tfl.layers.embedding({ inputDim: VALUES + 2, outputDim: DIM, embeddingsInitializer: tfl.initializers.randomNormal({ stddev: 0.5, seed: 2 }) }).apply(valueIn) as tfl.SymbolicTensor;
   const x = tfl.layers.add().apply([ek, ev]) as tfl.SymbolicTensor;
-  const attn = catalogAttention({ numHeads: HEADS, keyDim: KEY_DIM, variant, variantConfig: variantConfig(variant), kernelInitializer: init(3) }).apply(x) as tfl.SymbolicTensor;
-  const h = tfl.layers.add().apply([x, attn]) as tfl.SymbolicTensor;
+  const policy = MOE_ROWS[variant];
+  const attentionId = policy ? 'dense' : variant;
+  const attn = catalogAttention({ numHeads: HEADS, keyDim: KEY_DIM, variant: attentionId, variantConfig: policy ? {} : variantConfig(variant), kernelInitializer: init(3) }).apply(x) as tfl.SymbolicTensor;
+  let h = tfl.layers.add().apply([x, attn]) as tfl.SymbolicTensor;
+  if (policy) h = tfl.layers.add().apply([h, mixtureOfExperts({ ...MOE_CONFIG, policy }).apply(h) as tfl.SymbolicTensor]) as tfl.SymbolicTensor;
   const last = new LastPosition({}).apply(h) as tfl.SymbolicTensor;
   const logits = tfl.layers.dense({ units: VALUES, kernelInitializer: init(4) }).apply(last) as tfl.SymbolicTensor;
   return tfl.model({ inputs: [keyIn, valueIn], outputs: logits });
@@ -181,7 +192,12 @@ for (const variant of variants) {
     }));
   };
   const step = (b: { keys: tf.Tensor; values: tf.Tensor; labels: tf.Tensor }) =>
-    optimizer.minimize(() => tf.losses.softmaxCrossEntropy(b.labels, model.apply([b.keys, b.values], { training: true }) as tf.Tensor) as tf.Scalar, true, vars)!;
+    optimizer.minimize(() => {
+      const ce = tf.losses.softmaxCrossEntropy(b.labels, model.apply([b.keys, b.values], { training: true }) as tf.Tensor) as tf.Scalar;
+      // Layer losses (the MoE router's weighted aux and z losses), as fit would add them.
+      const extra = model.calculateLosses();
+      return (extra.length ? tf.addN([ce, ...extra]) : ce) as tf.Scalar;
+    }, true, vars)!;
   try {
     let ms = 0;
     let timed = 0;

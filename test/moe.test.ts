@@ -224,7 +224,7 @@ describe.each(backends)('moe on %s', (backend) => {
           const Treal = ids.filter((_, t) => real(t)).length;
           const counts = new Array(g.E).fill(0);
           ids.forEach((task, t) => real(t) && choice[task].forEach((e) => counts[e]++));
-          const capacity = C === 0 ? Math.max(0, ...counts) : Math.ceil((k * C * Treal) / g.E - 1e-9);
+          const capacity = C === 0 ? Math.max(0, ...counts) : Math.max(0, Math.ceil((k * C * Treal) / g.E - 1e-9));
           const load = new Array(g.E).fill(0);
           const slot = ids.map(() => new Array(k).fill(-1));
           for (let q = 0; q < k; q++) for (let t = 0; t < g.T; t++) if (real(t) && load[choice[ids[t]][q]] < capacity) slot[t][q] = load[choice[ids[t]][q]]++;
@@ -303,6 +303,44 @@ describe.each(backends)('moe on %s', (backend) => {
       }),
       { numRuns: RUNS },
     );
+  });
+
+  it('moeLayer with 128+ rows per expert (wasm runs its experts as E 2-D matmuls from there) equals the float64 reference, and so do its gradients of x', async () => {
+    const r = lcg(21);
+    const T = 256, d = 4, E = 2, h = 8;
+    const n = () => (r() * 2 - 1) * 1.2;
+    const xs = matrix(r, T, d, () => dyadic(r, 2, 0.25));
+    const w: RefWeights = { router: matrix(r, d, E, () => dyadic(r, 1, 0.25)), w1: [matrix(r, d, h, n), matrix(r, d, h, n)], b1: matrix(r, E, h, n), w2: [matrix(r, h, d, n), matrix(r, h, d, n)], b2: matrix(r, E, d, n) };
+    const rules: RefRules = { experts: E, k: 1, capacityFactor: 1.25, policy: 'natural', priority: 'max', normalize: false };
+    const ref = referenceRoute(xs, w.router, rules, null);
+    expect(ref.capacity).toBeGreaterThanOrEqual(128);
+    const moe = moeLayer({ ...rules, weights: w.router, expertWeights: { w1: w.w1, b1: w.b1, w2: w.w2, b2: w.b2 } });
+    const x = tf.tensor2d(xs);
+    try {
+      const y = await withGpuErrorScope(() => moe.apply(x));
+      const got = await y.data();
+      y.dispose();
+      const want = referenceMoE(xs, w, ref, 'relu', 'none', null).flat();
+      for (let i = 0; i < want.length; i++) expect(Math.abs(got[i] - want[i]), `@${i}`).toBeLessThan(1e-4 * (1 + Math.abs(want[i])));
+      // d(Σ y)/dx through the experts: the sum over kept tokens of gate·W1ᵀ·relu'·W2·1 — compared with the batched path's (cpu) on every backend via the float64 reference route.
+      const g = tf.grad((xx: tf.Tensor) => tf.sum(moe.apply(xx)))(x);
+      const gx = await g.data();
+      g.dispose();
+      const loss = (xx: number[][]) => referenceMoE(xx, w, referenceRoute(xx, w.router, rules, null, { expert: ref.expert, slot: ref.slot }), 'relu', 'none', null).flat().reduce((a, b) => a + b, 0);
+      for (const i of [0, 5, 77, 130, 255 * d + 3]) {
+        const [t, c] = [Math.floor(i / d), i % d];
+        const keep = xs[t][c];
+        xs[t][c] = keep + 1e-6;
+        const a = loss(xs);
+        xs[t][c] = keep - 1e-6;
+        const b = loss(xs);
+        xs[t][c] = keep;
+        expect(Math.abs(gx[i] - (a - b) / 2e-6), `dx @${i}`).toBeLessThan(2e-3 * (1 + Math.abs((a - b) / 2e-6)));
+      }
+    } finally {
+      x.dispose();
+      moe.dispose();
+    }
   });
 
   it('gradients (x, router weights through the gates and both losses, experts, residual branch, coefficient) equal finite differences of the float64 reference', async () => {

@@ -125,6 +125,32 @@ const act = (x: tf.Tensor, a: MoEActivation): tf.Tensor =>
   a === 'relu' ? tf.relu(x) : tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
 
 /**
+ * The E expert FFNs on their buffers `X [E, cap, d]` → `[E, cap, d]`: one batched matmul per layer;
+ * on wasm, from 128 rows per expert, E two-dimensional ones instead (tfjs-backend-wasm 4.22's
+ * batched matmul is about 20× slower than its 2-D one: bench/results/moe.md).
+ */
+export function expertFFN(X: tf.Tensor3D, params: MoEParams, shape: MoEShape): tf.Tensor3D {
+  const E = shape.rules.experts;
+  const d = shape.dim;
+  // Below ~128 rows per expert the E small matmuls' per-op cost outweighs the gain (E = 32, T = 1024: 139 → 169 ms).
+  if (tf.getBackend() !== 'wasm' || E === 1 || X.shape[1] < 128) {
+    const h = act(tf.add(tf.matMul(X, params.w1), tf.reshape(params.b1, [E, 1, shape.hidden])), shape.activation);
+    return tf.add(tf.matMul(h, params.w2), tf.reshape(params.b2, [E, 1, d])) as tf.Tensor3D;
+  }
+  const cap = X.shape[1];
+  const xs = tf.split(X, E, 0);
+  const w1 = tf.split(params.w1, E, 0);
+  const w2 = tf.split(params.w2, E, 0);
+  const b1 = tf.split(params.b1, E, 0);
+  const b2 = tf.split(params.b2, E, 0);
+  const ys = xs.map((x, e) => {
+    const h = act(tf.add(tf.matMul(tf.reshape(x, [cap, d]), tf.reshape(w1[e], [d, shape.hidden])), b1[e]), shape.activation);
+    return tf.add(tf.matMul(h as tf.Tensor2D, tf.reshape(w2[e], [shape.hidden, d])), b2[e]);
+  });
+  return tf.reshape(tf.concat(ys, 0), [E, cap, d]) as tf.Tensor3D;
+}
+
+/**
  * The MoE computation on prepared tokens with the route given: dispatch, experts, combine,
  * residual branch, padding rows zeroed. Returns `[T, d]`. Shared by {@link MoELayer} and the
  * tfjs-layers `MoE` layer.
@@ -155,9 +181,8 @@ export function moeCombine(shape: MoEShape, params: MoEParams, prep: Prepared, r
         }),
       );
       const xPad = tf.concat([tf.zeros([1, d]), prep.xFlat], 0);
-      const X = tf.reshape(gatherDifferentiable(xPad, table), [E, cap, d]);
-      const h = act(tf.add(tf.matMul(X, params.w1), tf.reshape(params.b1, [E, 1, shape.hidden])), shape.activation);
-      const Y = tf.add(tf.matMul(h, params.w2), tf.reshape(params.b2, [E, 1, d]));
+      const X = tf.reshape(gatherDifferentiable(xPad, table), [E, cap, d]) as tf.Tensor3D;
+      const Y = expertFFN(X, params, shape);
       const yPad = tf.concat([tf.zeros([1, d]), tf.reshape(Y, [E * cap, d])], 0);
       const rows = tf.reshape(gatherDifferentiable(yPad, source), [T, k, d]);
       y = tf.sum(tf.mul(rows, tf.reshape(route.gate, [T, k, 1])), 1) as tf.Tensor2D;
