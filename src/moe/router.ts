@@ -217,7 +217,8 @@ export function assignSlots(expert: tf.Tensor2D, real: tf.Tensor1D, order: tf.Te
       const inverse = tf.scatterND(tf.reshape(order, [T, 1]), tf.range(0, T, 1, 'int32'), [T]) as tf.Tensor1D;
       slot = tf.gather(slot, inverse);
     }
-    const load = tf.cast(tf.minimum(tf.sum(hot, 0), capacity), 'int32') as tf.Tensor1D;
+    // Column sums as a product with a row of ones: webgpu reduces over axis 0 through a transpose.
+    const load = tf.cast(tf.minimum(tf.reshape(tf.matMul(tf.ones([1, k * T]), hot), [E]), capacity), 'int32') as tf.Tensor1D;
     return { slot, load };
   });
 }
@@ -416,7 +417,7 @@ function chooseExperts(rules: RoutingRules, w: tf.Tensor2D, prep: Prepared, T: n
       const expert = tf.where(tf.greater(realCol, 0), top.indices, tf.zerosLike(top.indices)) as tf.Tensor2D;
       const hot = oneHotFloat(expert, E) as tf.Tensor3D;
       // Choices per expert over all ranks, real tokens only (padding rows of `hot` are expert 0: masked out).
-      const counts = tf.sum(tf.mul(tf.sum(hot, 1), realCol), 0) as tf.Tensor1D;
+      const counts = tf.reshape(tf.matMul(tf.reshape(tf.tile(realCol, [1, k]), [1, T * k]), tf.reshape(hot, [T * k, E])), [E]) as tf.Tensor1D;
       // Batch-priority routing: tokens by descending priority (tf.topk breaks ties to the lower index).
       const order = rules.policy === 'batch-priority' ? (tf.topk(rules.priority === 'max' ? tf.max(top.values, 1) : tf.sum(top.values, 1), T).indices as tf.Tensor1D) : [];
       return { expert, order, counts, hot };
@@ -443,10 +444,10 @@ function finishRoute(rules: RoutingRules, prep: Prepared, c: Choices & { logits:
       const kept = constantOf([slot], (s) => tf.greaterEqual(s, 0));
       const gate = tf.where(kept, c.gate, tf.zerosLike(c.gate)) as tf.Tensor2D;
       const Treal = Math.max(prep.realTokens, 1);
-      const realCol = tf.reshape(prep.real, [T, 1]);
       // Switch: f_e = fraction of real tokens whose rank-0 choice is e (before capacity); P_e = mean p_e over real tokens.
-      const f = constantOf([c.expert], (ex) => tf.div(tf.sum(tf.mul(oneHotFloat(tf.reshape(tf.slice(ex, [0, 0], [T, 1]), [T]), E), realCol), 0), Treal));
-      const P = tf.div(tf.sum(tf.mul(c.p, realCol), 0), Treal);
+      const realRow = tf.reshape(prep.real, [1, T]);
+      const f = constantOf([c.expert, prep.real], (ex) => tf.div(tf.matMul(realRow, oneHotFloat(tf.reshape(tf.slice(ex, [0, 0], [T, 1]), [T]), E)), Treal));
+      const P = tf.div(tf.matMul(realRow, c.p), Treal);
       const auxLoss = tf.mul(tf.sum(tf.mul(f, P)), E) as tf.Scalar;
       const lse = tf.logSumExp(c.logits, 1);
       const zLoss = tf.div(tf.sum(tf.mul(tf.square(lse), prep.real)), Treal) as tf.Scalar;
