@@ -10,7 +10,8 @@
  * ```ts
  * import { catalog } from 'attention-catalog';
  * for (const e of catalog) console.log(e.id, e.family, e.complexity.memory, e.paper.url);
- * const dense = (await catalog[0].load())({ causal: true });
+ * const make = await catalog[0].load(); // the entry's main factory (import its subpath for a typed config)
+ * const dense = make();                 // denseAttention with its defaults
  * ```
  *
  * @module

@@ -14,7 +14,7 @@
  * ```ts
  * import { initBackend, backendReport } from 'attention-catalog/backend';
  * const name = await initBackend();          // 'webgpu' | 'wasm' | 'cpu'
- * console.log(backendReport().detail);       // e.g. "webgpu: software adapter llvmpipe (compatibility mode)"
+ * console.log(backendReport()?.detail);      // e.g. "webgpu: software adapter llvmpipe (compatibility mode)"
  * ```
  *
  * @module

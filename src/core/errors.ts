@@ -13,8 +13,12 @@
  *
  * @example
  * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
  * import { AttentionError } from 'attention-catalog';
- * try { attn.apply(q, k, v); } catch (e) { if (e instanceof AttentionError) console.log(e.argument); }
+ * import { localAttention } from 'attention-catalog/local';
+ * const q = tf.randomNormal([1, 4, 64, 32]) as tf.Tensor4D;
+ * const k = tf.randomNormal([1, 3, 64, 32]) as tf.Tensor4D;   // 4 query heads over 3 kv heads: not a grouping
+ * try { localAttention({ window: 8 }).apply(q, k, k); } catch (e) { if (e instanceof AttentionError) console.log(e.argument); }
  * ```
  */
 export class AttentionError extends Error {

@@ -36,7 +36,12 @@ interface BufferManagerLike {
  *
  * @example
  * ```ts
- * const { bytes, result } = await measureIntermediateBytes(() => attn.apply(q, k, v));
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { measureIntermediateBytes } from 'attention-catalog';
+ * import { localAttention } from 'attention-catalog/local';
+ * const attn = localAttention({ window: 128 });
+ * const q = tf.randomNormal([1, 8, 4096, 64]) as tf.Tensor4D;
+ * const { bytes, result } = await measureIntermediateBytes(() => attn.apply(q, q, q));
  * console.log(bytes, attn.memoryBytes({ batch: 1, heads: 8, n: 4096, d: 64 }));
  * result.dispose();
  * ```

@@ -102,14 +102,19 @@ export class DenseAttention<C extends DenseConfig = DenseConfig> implements Atte
    * @param options - `implementation` ('auto' | 'kernel' | 'composite'), checked before anything is dispatched.
    * @example
    * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import type { DecodeState } from 'attention-catalog';
+   * import { denseAttention } from 'attention-catalog/dense';
+   * declare const tokens: [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D][]; // q, k, v of each new position: [batch, heads, 1, d]
+   * declare function use(output: tf.Tensor4D): void;
    * const attn = denseAttention({ causal: true });
-   * let state;
+   * let state: DecodeState | undefined;
    * for (const [q, k, v] of tokens) {
    *   const step = attn.decode(q, k, v, state);
    *   state = step.state;
    *   use(step.output); step.output.dispose();
    * }
-   * state.k.dispose(); state.v.dispose();
+   * state?.k.dispose(); state?.v.dispose();
    * ```
    */
   decode(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, state?: DecodeState | null, options?: { implementation?: Implementation }): DecodeResult {

@@ -152,14 +152,18 @@ export abstract class KernelizedAttention<C extends { causal?: boolean }> implem
    *   backend; 'kernel' throws AttentionError: there is no fused decode kernel).
    * @example
    * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import { linearAttention, type KernelizedDecodeState } from 'attention-catalog/linear';
+   * declare const tokens: [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D][]; // q, k, v of each new position: [batch, heads, 1, d]
+   * declare function use(output: tf.Tensor4D): void;
    * const attn = linearAttention({ causal: true });
-   * let state;
+   * let state: KernelizedDecodeState | undefined;
    * for (const [q, k, v] of tokens) {
    *   const step = attn.decode(q, k, v, state);
    *   state = step.state;
    *   use(step.output); step.output.dispose();
    * }
-   * attn.disposeState(state);
+   * if (state) tf.dispose([state.s, state.z, ...(state.r ? [state.r] : [])]);
    * ```
    */
   decode(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, state?: KernelizedDecodeState | null, options?: { implementation?: Implementation }): KernelizedDecodeResult {

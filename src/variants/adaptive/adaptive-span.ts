@@ -3,7 +3,7 @@
  * "Adaptive Attention Span in Transformers"). A soft mask with a learnable span z per head
  * weights the softmax:
  *
- * ```
+ * ```text
  * a_ij ∝ m_h(x) · exp(s · q_i·k_j)     normalized over j,   x = p_i − j (causal, x >= 0) or |p_i − j|
  * m_h(x) = clamp((R + z_h − x) / R, 0, 1),   z_h clamped to [0, S]
  * ```

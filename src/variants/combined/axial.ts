@@ -4,13 +4,6 @@
  * grid column (`'column'`), or either (`'both'`, one softmax over the union). Needs
  * `m == rows·cols`; the queries are the last n of those positions (n <= m).
  *
- * ```
- *   shape [3, 4], axes 'both': the query at cell (1, 2) = position 6 sees
- *   . . x .
- *   x x x x
- *   . . x .
- * ```
- *
  * Complexity: time O(n·(rows + cols)·d), memory O(n·(rows + cols)); O(n·sqrt(n)) for a
  * square grid. Composite: a row part (queries of a grid row gather that row) and a column
  * part (queries of a grid column gather that column) merged by log-sum-exp; fused kernel:

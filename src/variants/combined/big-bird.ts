@@ -7,14 +7,6 @@
  * - kb is one of qb's r random blocks, chosen with the seeded generator among the blocks qb
  *   does not already see (or given explicitly as `randomLayout`).
  *
- * ```
- *   b = 1, w = 3, g = 1, r = 1, 8 blocks        (R: random)
- *   q0  x x x x x x x x
- *   q1  x x x . . R . .
- *   q2  x x x x . . . R
- *   q3  x . x x x R . .
- * ```
- *
  * Complexity: time O(n·b·(w + g + r)·d), memory O(n·b·(w + g + r)) (plus the g global query
  * blocks over all m keys). Fused kernel: its layout lists exactly these blocks (no element
  * rule); composite: a part for the non-global blocks (each gathers its w + g + r key blocks)

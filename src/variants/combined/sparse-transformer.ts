@@ -7,11 +7,6 @@
  * - `'fixed'`: `floor(j / t) == floor(p_i / t)` (the own block of t) or `j mod t >= t − c`
  *   (the last c "summary" positions of every block).
  *
- * ```
- *   strided, t = 3, n = m = 9          fixed, t = 3, c = 1
- *   q4  x . x x x x x x .              q4  . . x x x x . . x
- * ```
- *
  * Complexity: time O(n·(t + m/t)·d), memory O(n·(t + m/t)); with t ≈ sqrt(n), O(n·sqrt(n)).
  * Composite: two parts merged by their log-sum-exp — a band (or own block) gathered per group
  * of consecutive queries, and the lattice (or summary columns) gathered per residue class;

@@ -5,14 +5,6 @@
  * `B(p_i) − L <= B(j) <= B(p_i)` — look-back only, also when not causal; `causal` additionally
  * keeps `j <= p_i` inside the own block.
  *
- * ```
- *   block b = 2, lookback L = 1, n = m = 8
- *   q0 q1   x x . . . . . .
- *   q2 q3   x x x x . . . .
- *   q4 q5   . . x x x x . .
- *   q6 q7   . . . . x x x x
- * ```
- *
  * Complexity: time O(n·b·(L+1)·d), memory O(n·b·(L+1)) (composite: each block of queries
  * gathers its L + 1 key blocks; fused kernel: O(n), its layout lists exactly those blocks).
  *

@@ -12,7 +12,7 @@
  *   is `<= p_i`.
  * - `keyLength`: compression sees only the real keys; a block with none does not exist.
  *
- * ```
+ * ```text
  *   stride t = 3, m = 8:   keys  k0 k1 k2 | k3 k4 k5 | k6 k7
  *                          become  k'0    |   k'1    |  k'2     (3 keys instead of 8)
  * ```

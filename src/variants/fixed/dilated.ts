@@ -3,12 +3,6 @@
  * with `|u| <= w` (causal: `−w <= u <= 0`); the dilation r may differ per query head (heads
  * with small r see near context, heads with large r far context).
  *
- * ```
- *   window w = 2, dilation r = 2, n = m = 10
- *   q4  x . x . x . x . x .        keys 0, 2, 4, 6, 8
- *   q5  . x . x . x . x . x        keys 1, 3, 5, 7, 9
- * ```
- *
  * Complexity: time O(n·w·d), memory O(n·w). Composite: queries are grouped by residue class
  * modulo r (per head), so a group of G queries `p0, p0 + r, …` needs only G + 2w keys; fused
  * kernel: O(n), a query block visits the key blocks of its span and the rule seeks from one

@@ -2,16 +2,6 @@
  * `local`: sliding-window attention. Query i (at position `p_i = i + m − n`) attends the keys
  * within `window` positions of it: `|p_i − j| <= w` (causal: `p_i − w <= j <= p_i`).
  *
- * ```
- *   window w = 2, n = m = 8          causal
- *   q0  x x x . . . . .              x . . . . . . .
- *   q1  x x x x . . . .              x x . . . . . .
- *   q2  x x x x x . . .              x x x . . . . .
- *   q3  . x x x x x . .              . x x x . . . .
- *   q4  . . x x x x x .              . . x x x . . .
- *   …   a band of width 2w + 1       the band's lower half
- * ```
- *
  * Complexity: time O(n·w·d), memory O(n·w) (composite: each group of rows gathers its band of
  * keys, never an n×m matrix; fused kernel: O(n), a query block visits only the key blocks of
  * its band). Causal decode keeps a ring buffer of the last `window` keys and values: O(w) state
@@ -92,14 +82,18 @@ export class LocalAttention extends PatternAttention<LocalConfig & { window: num
    * @param options - `implementation` ('auto' | 'kernel' | 'composite'), checked before anything is dispatched.
    * @example
    * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import { localAttention, type LocalDecodeState } from 'attention-catalog/local';
+   * declare const tokens: [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D][]; // q, k, v of each new position: [batch, heads, 1, d]
+   * declare function use(output: tf.Tensor4D): void;
    * const attn = localAttention({ window: 128, causal: true });
-   * let state;
+   * let state: LocalDecodeState | undefined;
    * for (const [q, k, v] of tokens) {
    *   const step = attn.decode(q, k, v, state);
    *   state = step.state;
    *   use(step.output); step.output.dispose();
    * }
-   * state.k.dispose(); state.v.dispose();
+   * state?.k.dispose(); state?.v.dispose();
    * ```
    */
   decode(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, state?: LocalDecodeState | null, options?: { implementation?: Implementation }): LocalDecodeResult {

@@ -2,15 +2,6 @@
  * `strided`: each query attends every t-th key counted from its own position:
  * `(p_i − j) mod t == 0` (both directions; causal keeps `j <= p_i`).
  *
- * ```
- *   stride t = 3, n = m = 8
- *   q0  x . . x . . x .
- *   q1  . x . . x . . x
- *   q2  . . x . . x . .
- *   q3  x . . x . . x .
- *   …   the keys of the query's residue class mod t
- * ```
- *
  * Complexity: time O(n·m/t·d), memory O(n·m/t). Composite: queries are grouped by residue
  * class (p mod t) and each group gathers its class's m/t keys; fused kernel: O(n), each
  * query walks its lattice of keys (the rule seeks from one key of the class to the next).

@@ -2,7 +2,7 @@
  * `linear`: linear attention (Katharopoulos et al., "Transformers are RNNs"). The softmax is
  * replaced by a feature map φ, and the sums over keys are shared by all queries:
  *
- * ```
+ * ```text
  * o_i = φ(q_i)ᵀ · Σ_j φ(k_j) v_jᵀ  /  φ(q_i)ᵀ · Σ_j φ(k_j)       over allowed j
  * ```
  *

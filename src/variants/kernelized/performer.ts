@@ -2,7 +2,7 @@
  * `performer`: FAVOR+ (Choromanski et al., "Rethinking Attention with Performers"): softmax
  * attention approximated by linear attention over M positive random features.
  *
- * ```
+ * ```text
  * x' = x · d^(−1/4)                       (more generally x·√s, s = config.scale ?? 1/√d)
  * softmax kernel: φ(x) = exp(x'·ω − ‖x'‖²/2) / √M       relu kernel: φ(x) = relu(x'·ω) / √M
  * o_i = φ(q_i)·Σ_j φ(k_j) v_jᵀ / φ(q_i)·Σ_j φ(k_j)       over allowed j, as `linear`

@@ -6,7 +6,7 @@
  * (bucket, position), cuts the sorted order into chunks of `bucketSize` c, and lets each query
  * attend the keys of its bucket in its own chunk and the chunk before:
  *
- * ```
+ * ```text
  * positions   0 1 2 3 4 5 6 7 8 9 …        round r: bucket of each position
  * bucket      3 0 3 1 0 2 3 1 0 2
  * sorted      1 4 8 | 3 7 5 | 9 0 2 | 6     (bucket, position) order, chunks of c = 3

@@ -3,7 +3,7 @@
  * Attention with Routing Transformers"). Queries and keys are routed to `kc` clusters by their
  * similarity to unit centroids μ; each cluster attends densely among the queries and keys it took.
  *
- * ```
+ * ```text
  * q̂ = q/‖q‖, k̂ = k/‖k‖ (‖x‖ floored at 1e-12), μ_{h,c} a unit vector (query head h, cluster c)
  * cluster c of head h takes Q_c = the w queries i with the largest q̂_i·μ_{h,c}
  *                         K_c = the w real keys j  with the largest k̂_j·μ_{h,c} (all of them if fewer)

@@ -4,7 +4,7 @@
  * permutation of the blocks) gives every block a second, "sorted" block, and each query block
  * attends its own key block and its sorted block in one softmax:
  *
- * ```
+ * ```text
  * S_j    = Σ_{real keys t of block j} k_t                      block summaries   [nb, d]
  * R[i,a] = relu(S_i · W[:, a])                                 W = sortWeights   [d, nb]
  * L      = R / τ;  T times: L -= rowLSE(L); L -= colLSE(L)     log-domain Sinkhorn

@@ -2,7 +2,7 @@
  * `linformer`: keys and values are projected along the sequence to a fixed length k, then
  * attended densely (Wang et al., "Linformer: Self-Attention with Linear Complexity"):
  *
- * ```
+ * ```text
  * K' = E[:, :m] · K      V' = F[:, :m] · V          (E, F: [k, maxLength]; K' , V': k rows)
  * o_i = Σ_c softmax_c(s · q_i · K'_c) · V'_c         over all k projected keys
  * ```

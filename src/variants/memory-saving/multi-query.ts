@@ -5,7 +5,7 @@
  * repeats K/V: the fused kernel indexes the shared head, the composite reshapes the queries.
  * The decode cache is `[batch, kvHeads, m, d]`: O(m·kvHeads·d), a `heads / kvHeads` saving.
  *
- * ```
+ * ```text
  *   query heads  0 1 2 3 | 4 5 6 7      (heads = 8, groups = 2)
  *   kv head          0   |    1
  * ```

@@ -4,7 +4,7 @@
  * {@link CompressiveAttention.step}; each segment's queries attend the compressed memory, the
  * memory and (causally) the segment itself, in one softmax, with no relative-position terms:
  *
- * ```
+ * ```text
  *   keys of one step:  [ compressed memory (≤ Lc) | memory (≤ L) | segment (n) ]
  *                        cm_0 … cm_{Lc−1}          m_0 … m_{L−1}   s_0 … s_{n−1}
  *   query i of the segment sees every cm and every m, and s_j for j <= i
@@ -700,6 +700,9 @@ const hostWeight = (name: string, value: unknown, c: number) => hostSquareStack(
  * ```ts
  * import * as tf from '@tensorflow/tfjs-core';
  * import { compressiveAttention } from 'attention-catalog/compressive';
+ * declare const segments: [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D][]; // q, k, v of each segment
+ * declare function use(output: tf.Tensor4D): void;
+ * const optimizer = tf.train.adam(1e-3);
  * const attn = compressiveAttention({ memLength: 64, compressedLength: 64, rate: 4, fn: 'conv', headDim: 32, trainable: true });
  * let state = attn.initState(1);
  * for (const [q, k, v] of segments) {        // each [1, heads, 32, 32]

@@ -3,7 +3,7 @@
  * "Transformer-XL"). A `step` attends the memory of earlier segments and the segment itself,
  * causally, with Transformer-XL's relative score:
  *
- * ```
+ * ```text
  * keys        [ memory (last L of earlier keys) ; segment ]        queries: the segment
  * score(i, j) = s · ( (q_i + u_h)·k_j  +  (q_i + v_h)·(wR_h · r_{p_i − j}) ),   j <= p_i
  * r_t         = [ sin(t / 10000^(2a/d)) for a < d/2 ; cos(t / 10000^(2a/d)) for a < d/2 ]

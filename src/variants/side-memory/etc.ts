@@ -3,14 +3,6 @@
  * first g positions are the global input: a pair is allowed when either position is global
  * (`p_i < g` or `j < g`) or the two are within the radius (`|p_i − j| <= r`).
  *
- * ```
- *   globalTokens g = 2, radius r = 1, n = m = 8
- *   q0  x x x x x x x x      (global)
- *   q1  x x x x x x x x      (global)
- *   q4  x x . x x x . .
- *   q7  x x . . . . x x
- * ```
- *
  * Complexity: time O(n·(r + g)·d), memory O(n·(r + g)) plus the g global queries over all m
  * keys. Fused kernel: query blocks visit their band's key blocks and the global block(s); the
  * rule seeks to the band. Composite: global keys, band and global queries as three parts

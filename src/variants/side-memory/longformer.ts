@@ -5,14 +5,6 @@
  * `[0, m)` (e.g. a [CLS] token at 0, question tokens): they see everything and everything
  * sees them.
  *
- * ```
- *   window w = 1, global [0], n = m = 8
- *   q0  x x x x x x x x      (global)
- *   q1  x x x . . . . .
- *   q4  x . . x x x . .
- *   q7  x . . . . . x x
- * ```
- *
  * Complexity: time O(n·(w + g)·d), memory O(n·(w + g)) plus the g global queries over all m
  * keys. Fused kernel: query blocks visit their band's key blocks and the global keys' blocks
  * (blocks holding a global query visit all); the rule looks the global flags up in a table and

@@ -4,7 +4,7 @@
  * Neural Networks"). Every query head h owns mi learned inducing points I_h; they first attend
  * the keys, and the queries then attend only what the inducing points gathered:
  *
- * ```
+ * ```text
  * H_h = attn(I_h, K, V)   = softmax(s · I_h · Kᵀ over the real keys) · V     [mi, d]  (kv head of h)
  * o   = attn(q_h, H_h, H_h) = softmax(s · q_h · H_hᵀ) · H_h                  [n, d]
  *
