@@ -6,7 +6,8 @@
  *   same `meta`, exports exactly the listed factories, `load()` returns the first one);
  * - instances: id, family and complexity come from the metadata; `capabilities` match what
  *   instances can do (`pattern()`, `decode`, learned parameters, causal) and the spec's flags;
- * - package.json `exports`, typedoc.json `entryPoints`, the README catalog table (and the
+ * - package.json `exports`, typedoc.json `entryPoints` (and the docs site's module names, the
+ *   import paths), the docs build's pictures of each entry, the README catalog table (and the
  *   `./layers` subpath: its export, its typedoc entry point, and `"sideEffects"`, which names its
  *   built files and nothing else);
  * - the conformance specs (test/specs/index.ts), the tour's and the bench suites' entries.
@@ -26,6 +27,8 @@ import { PATTERN_CONFIGS } from '../bench/patterns.js';
 import { KERNELIZED_ENTRIES } from '../bench/kernelized.js';
 import { LEARNABLE_ENTRIES } from '../bench/learnable.js';
 import { RECURRENCE_ENTRIES } from '../bench/recurrence.js';
+import { importPathsBySource } from '../scripts/docs/modules.js';
+import { PICTURES, REQUIRED_CONFIG } from '../scripts/docs/picture-cases.js';
 
 const root = resolve(import.meta.dirname, '..');
 /** The module behind `attention-catalog/layers` (relative to the root, without extension). */
@@ -163,6 +166,24 @@ describe('the package, the docs and the README', () => {
     expect([...typedoc.entryPoints].sort(), `typedoc.json "entryPoints" should be:\n${JSON.stringify(expected, null, 2)}`).toEqual([...expected].sort());
   });
 
+  it('the docs site names every typedoc entry point by its import path (package.json exports): attention-catalog/<id> for each entry', () => {
+    const names = importPathsBySource(root);
+    const typedoc = JSON.parse(read('typedoc.json')) as { entryPoints: string[] };
+    for (const entry of typedoc.entryPoints) expect(names.get(entry), `${entry}: no package.json export builds it, so its docs module has no import path`).toBeDefined();
+    for (const e of catalog) expect(names.get(`src/${e.module}.ts`)).toBe(`attention-catalog/${e.id}`);
+    expect(names.get('src/index.ts')).toBe('attention-catalog');
+    expect(names.get(`${LAYERS_MODULE}.ts`)).toBe('attention-catalog/layers');
+  });
+
+  it('the docs build draws every entry (scripts/docs/picture-cases.ts): from pattern() exactly for the pattern entries', () => {
+    expect(Object.keys(PICTURES).sort()).toEqual([...ids].sort());
+    for (const e of catalog) {
+      expect(PICTURES[e.id].how === 'pattern', `${e.id}: drawn from pattern() iff capabilities.pattern`).toBe(e.capabilities.pattern);
+      expect(PICTURES[e.id].cases.length, `${e.id}: picture cases`).toBeGreaterThan(0);
+    }
+    for (const id of Object.keys(REQUIRED_CONFIG)) expect(ids, `REQUIRED_CONFIG '${id}' is a catalog id`).toContain(id);
+  });
+
   it("README's catalog table lists every entry, in catalog order, with its metadata", () => {
     const readme = read('README.md');
     const header = '| id (subpath) | factory | family | time | memory |';
@@ -171,7 +192,8 @@ describe('the package, the docs and the README', () => {
     const lines = readme.slice(start).split('\n');
     const rows = lines.slice(2, lines.findIndex((l, i) => i > 1 && !l.startsWith('|')));
     const cells = (l: string) => l.slice(1, -1).split(' | ').map((c) => c.trim());
-    const expected = catalog.map((e) => `| \`${e.id}\` | ${e.factories.map((f) => `\`${f}\``).join(', ')} | ${e.family} | ${e.complexity.time} | ${e.complexity.memory} |`);
+    // The id links to the entry's module (its page on the docs site, its source on GitHub).
+    const expected = catalog.map((e) => `| [\`${e.id}\`](src/${e.module}.ts) | ${e.factories.map((f) => `\`${f}\``).join(', ')} | ${e.family} | ${e.complexity.time} | ${e.complexity.memory} |`);
     expect(rows.map((r) => cells(r).join(' | ')), `README catalog rows should be:\n${expected.join('\n')}`).toEqual(expected.map((r) => cells(r).join(' | ')));
   });
 });
