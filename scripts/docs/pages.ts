@@ -62,11 +62,15 @@ function overtakeText(ctx: PageContext, e: CatalogEntry, backend: string): strin
 
 /** The measured growth of intermediate bytes between the two largest n on a backend: "×4.0 per 4× n", or null. */
 function bytesGrowth(ctx: PageContext, e: CatalogEntry, backend: string): { text: string; exponent: number } | null {
-  const rows = entryRows(ctx.bench, e.id, backend).filter((r) => r.bytes !== null && r.bytes > 0);
+  // dense's own measurements are dense.json's fused rows (the baseline of every suite).
+  const rows =
+    e.id === 'dense'
+      ? ctx.bench.dense.filter((r) => r.backend === backend && r.kernelBytes !== null && r.kernelBytes > 0).map((r) => ({ n: r.n, bytes: r.kernelBytes }))
+      : entryRows(ctx.bench, e.id, backend).filter((r) => r.bytes !== null && r.bytes > 0);
   if (rows.length < 2) return null;
   const [a, b] = rows.slice(-2);
   const exponent = Math.log(b.bytes! / a.bytes!) / Math.log(b.n / a.n);
-  return { text: `n^${exponent.toFixed(2)} (${bytesText(a.bytes)} at ${a.n} → ${bytesText(b.bytes)} at ${b.n})`, exponent };
+  return { text: `n^${exponent.toFixed(2)}`, exponent };
 }
 
 function thumbnail(ctx: PageContext, e: CatalogEntry): string {
@@ -238,20 +242,22 @@ export function choosingPage(ctx: PageContext): string {
     '',
     '## The decision table',
     '',
-    'Measured columns are on webgpu (fused kernels); "bytes growth" is the exponent of intermediate bytes between the two largest measured n ' +
-      '(1: linear, 2: quadratic; configs whose strides or grids scale with n grow accordingly), "faster than fused dense" the smallest n from which the entry stays faster in the same run, ' +
-      'and "error vs dense" the max |error| against exact dense attention at the largest n measured (approximations; learnable entries).',
+    'Measured columns are on webgpu (fused kernels): "bytes ~" is the exponent of intermediate bytes between the two largest measured n ' +
+      '(1: linear, 2: quadratic; configs whose strides or grids scale with n grow accordingly), "beats dense" the smallest n from which the entry stays faster than fused dense in the same run, ' +
+      'and "error" the max |error| against exact dense attention at the largest n measured (approximations, learnable entries). "fused": fwd (forward) and bwd (backward) on webgpu.',
     '',
-    '| entry | family | memory class (declared) | bytes growth (measured, webgpu) | exact softmax | causal | decode | fused on webgpu | faster than fused dense | error vs dense |',
+    '| entry | family | memory (declared) | bytes ~ | exact | causal | decode | fused | beats dense | error |',
     '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const e of c) {
     const growth = bytesGrowth(ctx, e, 'webgpu');
     const errRows = entryRows(ctx.bench, e.id, 'webgpu').filter((r) => r.errDense !== null);
-    const err = errRows.length ? `${errRows[errRows.length - 1].errDense!.toExponential(1)} (n = ${errRows[errRows.length - 1].n})` : '—';
-    const fused = e.capabilities.fused ? (e.capabilities.fusedBackward ? 'forward + backward' : 'forward') : 'no';
+    const err = errRows.length ? `${errRows[errRows.length - 1].errDense!.toExponential(1)} at ${errRows[errRows.length - 1].n}` : '—';
+    const fused = e.capabilities.fused ? (e.capabilities.fusedBackward ? 'fwd, bwd' : 'fwd') : 'no';
+    const over = overtakeN(ctx.bench, e.id, 'webgpu');
+    const beats = over === undefined ? '—' : over === null ? 'no' : `n ≥ ${over}`;
     out.push(
-      `| ${link(e)} | ${e.family} | ${cell(e.complexity.memory)} | ${growth ? cell(growth.text) : '—'} | ${e.exactSoftmax ? 'yes' : 'approximation'} | ${yes(e.capabilities.causal)} | ${yes(e.capabilities.decode)} | ${fused} | ${overtakeText(ctx, e, 'webgpu')} | ${err} |`,
+      `| ${link(e)} | ${e.family} | ${cell(e.complexity.memory)} | ${growth ? growth.text : '—'} | ${e.exactSoftmax ? 'yes' : 'approx.'} | ${yes(e.capabilities.causal)} | ${yes(e.capabilities.decode)} | ${fused} | ${beats} | ${err} |`,
     );
   }
   out.push(

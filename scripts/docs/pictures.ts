@@ -227,6 +227,8 @@ function segmentsFigure(e: CatalogEntry, make: Make, spec: EntryPictureSpec, c: 
     const k0 = inputs.normal(1, n, inputs.d);
     const v0 = identityValues(1, n);
     panels.push({ label: 'apply: one segment, empty memory', rows: n, cols: n, cell: weightCells(read4(a.apply(q0, k0, v0))) });
+    const L = defaultKeyLength({ ...c, m: n });
+    panels.push({ label: `apply, keyLength = ${L}`, rows: n, cols: n, paddingFrom: L, cell: weightCells(read4(a.apply(q0, k0, v0, { keyLength: [L] }))) });
     tf.dispose([q0, k0, v0]);
     // S segments, v_t = e_t over all T positions: the last step's output rows are weights over every position.
     // transformer-xl's initState takes (batch, kvHeads, dv); compressive's takes batch and reads the rest from the first step.
