@@ -110,7 +110,7 @@ export interface MoEShape {
 }
 
 /** The output of {@link MoELayer.forward}: the layer's output, the router's losses and the route. */
-export interface MoEOutput {
+export type MoEOutput = {
   /** `[..., d]`, x's shape. */
   output: tf.Tensor;
   /** Switch's load-balancing loss (scalar). */
@@ -119,7 +119,7 @@ export interface MoEOutput {
   zLoss: tf.Scalar;
   /** The route (`expert`, `slot`, `gate`, `load` tensors, `capacity`). */
   route: { expert: tf.Tensor2D; slot: tf.Tensor2D; gate: tf.Tensor2D; load: tf.Tensor1D; capacity: number };
-}
+};
 
 const act = (x: tf.Tensor, a: MoEActivation): tf.Tensor =>
   a === 'relu' ? tf.relu(x) : tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
@@ -244,7 +244,7 @@ function finish(shape: MoEShape, params: MoEParams, x: tf.Tensor, prep: Prepared
     const { auxLoss, zLoss, ...rest } = route;
     return { output, auxLoss, zLoss, route: rest };
   } catch (e) {
-    tf.dispose(route as unknown as tf.TensorContainer);
+    tf.dispose(route);
     throw e;
   }
 }
@@ -447,14 +447,14 @@ export class MoELayer {
    */
   apply(x: tf.Tensor, options?: RouteOptions): tf.Tensor {
     const out = this.forward(x, options);
-    tf.dispose([out.auxLoss, out.zLoss, out.route as unknown as tf.TensorContainer]);
+    tf.dispose([out.auxLoss, out.zLoss, out.route]);
     return out.output;
   }
 
   /** {@link MoELayer.apply} without synchronous reads (every backend). */
   async applyAsync(x: tf.Tensor, options?: RouteOptions): Promise<tf.Tensor> {
     const out = await this.forwardAsync(x, options);
-    tf.dispose([out.auxLoss, out.zLoss, out.route as unknown as tf.TensorContainer]);
+    tf.dispose([out.auxLoss, out.zLoss, out.route]);
     return out.output;
   }
 
@@ -468,8 +468,8 @@ export class MoELayer {
    * const moe = moeLayer({ experts: 4, dim: 16, hidden: 32, trainable: true });
    * const x = tf.randomNormal([64, 16]);
    * const { value, grads } = tf.variableGrads(() => {
-   *   const { output, auxLoss, route } = moe.forward(x);
-   *   tf.dispose(route as unknown as tf.Tensor[]);
+   *   const { output, auxLoss, zLoss, route } = moe.forward(x);
+   *   tf.dispose([route, zLoss]);
    *   return tf.add(tf.mean(tf.square(output)), tf.mul(auxLoss, 0.01)) as tf.Scalar;
    * }, moe.variables);
    * ```

@@ -39,9 +39,10 @@ export interface RouteOptions {
 
 /**
  * A route: which expert each choice goes to, its slot in that expert's buffer, and its gate.
- * The tensors belong to the caller (`tf.dispose(route)` frees them all).
+ * The tensors belong to the caller (`tf.dispose(route)` frees them all: a type, not an
+ * interface, so that it is a `tf.TensorContainer`).
  */
-export interface Route {
+export type Route = {
   /** `[T, k]` int32: the experts of each token, rank 0 first (a dropped choice keeps its expert; padding tokens: 0). */
   expert: tf.Tensor2D;
   /** `[T, k]` int32: the choice's position in its expert's buffer, or −1 when dropped (over capacity) or padding. */
@@ -52,15 +53,15 @@ export interface Route {
   load: tf.Tensor1D;
   /** Slots per expert. */
   capacity: number;
-}
+};
 
 /** A route from {@link TopKRouter.route}, with the router's two auxiliary losses. */
-export interface TopKRoute extends Route {
+export type TopKRoute = Route & {
   /** Switch's load-balancing loss E·Σ_e f_e·P_e (a scalar; differentiable in the router weights through P_e). */
   auxLoss: tf.Scalar;
   /** The router z-loss: mean over real tokens of logsumexp(logits)² (a scalar). */
   zLoss: tf.Scalar;
-}
+};
 
 /** Config of {@link topKRouter}. */
 export interface TopKRouterConfig {
@@ -556,6 +557,7 @@ export class TaskRouter {
    * The k experts a server for task `task` must load, in rank order.
    * @example
    * ```ts
+   * import { taskRouter } from 'attention-catalog/moe';
    * const router = taskRouter({ experts: 32, k: 2, tasks: 10 });
    * router.expertsFor(3); // e.g. [17, 4]: preload these two, not all 32
    * ```
