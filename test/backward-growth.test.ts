@@ -14,11 +14,11 @@ import { catalog } from '../src/index.js';
 import { setupBackends, useBackend, withGpuErrorScope } from './backends.js';
 import { makeInputs } from './harness.js';
 import { specs } from './specs/index.js';
-import type { Case, GrowthClass } from './specs/types.js';
+import { GROWTH, type Case, type GrowthClass } from './specs/types.js';
 
 const backends = await setupBackends();
 /** Upper ends of test/memory.test.ts's growth bands (n → 4n). */
-const MAX_GROWTH: Record<GrowthClass, number> = { linear: 4.5, 'n^1.5': 9.5, quadratic: 17 };
+const MAX_GROWTH = (g: GrowthClass) => GROWTH[g][1];
 
 async function backwardBytes(c: Case, id: string): Promise<number> {
   const spec = specs[id];
@@ -55,7 +55,7 @@ for (const backend of backends.filter((b) => b !== 'wasm')) {
         const small = await backwardBytes(spec.memoryCase(n, 7), entry.id);
         const large = await backwardBytes(spec.memoryCase(4 * n, 7), entry.id);
         expect(small).toBeGreaterThan(0);
-        expect(large / small, `${entry.id} on ${backend}: ${small} -> ${large} bytes`).toBeLessThanOrEqual(MAX_GROWTH[growth]);
+        expect(large / small, `${entry.id} on ${backend}: ${small} -> ${large} bytes`).toBeLessThanOrEqual(MAX_GROWTH(growth));
       }, 120_000);
     }
   });

@@ -13,14 +13,13 @@ import type { Attention } from '../src/core/types.js';
 import { setupBackends, useBackend, withGpuErrorScope } from './backends.js';
 import { makeInputs } from './harness.js';
 import { specs } from './specs/index.js';
-import type { Case, GrowthClass } from './specs/types.js';
+import { GROWTH, type Case } from './specs/types.js';
 
 const backends = await setupBackends();
 
 /** memoryBytes may exceed the measurement by at most this factor (plus SLACK for tiny sizes). */
 const LOOSENESS = 4;
 const SLACK = 8192;
-const GROWTH: Record<GrowthClass, [number, number]> = { linear: [3, 4.5], 'n^1.5': [5.5, 9.5], quadratic: [10, 17] };
 
 async function measure(attn: Attention<unknown>, c: Case, implementation: 'kernel' | 'composite') {
   const x = makeInputs(c);

@@ -7,6 +7,7 @@
  * growth from n = 1024 to 4096.
  */
 import fc from 'fast-check';
+import { GROWTH } from './specs/types.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AttentionError } from '../src/core/errors.js';
@@ -365,7 +366,6 @@ describe.each(backends)('set-transformer on %s', (backend) => {
   const paths: ('kernel' | 'composite')[] = backend === 'webgpu' ? ['kernel', 'composite'] : ['composite'];
   for (const path of paths) {
     it(`memory (${path}): measured <= memoryBytes <= 4x measured, growth n = 1024 -> 4096 is ${spec.growth[path]} (<= 4.5x)`, async () => {
-      const GROWTH = { linear: [3, 4.5], 'n^1.5': [5.5, 9.5], quadratic: [10, 17] } as const;
       const measure = async (c: Case, kl: number[] | tf.Tensor1D | null = null) => {
         const attn = spec.make(c.config) as SetTransformerAttention;
         const x = makeInputs(c);

@@ -5,6 +5,7 @@
  * and the memory bound with its growth from n to 4n.
  */
 import fc from 'fast-check';
+import { GROWTH } from './specs/types.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AttentionError } from '../src/core/errors.js';
@@ -373,7 +374,6 @@ describe.each(backends)('sinkhorn on %s', (backend) => {
   const paths: ('kernel' | 'composite')[] = backend === 'webgpu' ? ['kernel', 'composite'] : ['composite'];
   for (const path of paths) {
     it(`memory (${path}): measured <= memoryBytes <= 4x measured, growth n -> 4n is ${spec.growth[path]}`, async () => {
-      const GROWTH = { linear: [3, 4.5], 'n^1.5': [5.5, 9.5], quadratic: [10, 17] } as const;
       const measure = async (c: Case) => {
         const attn = spec.make(c.config) as SinkhornAttention;
         const x = makeInputs(c);

@@ -103,8 +103,9 @@ export const compressedSpec: VariantSpec = {
   // Mode 'conv' outputs averages of convolved values, not of rows of v; the mean mode's
   // weights-are-a-distribution check is in patterns.test.ts.
   convexCombination: false,
-  // O(n·m/t) scores: with t ≈ sqrt(n), n^1.5 for the composite; fused: O(n) plus the O(m·d) reduction.
-  growth: { kernel: 'linear', composite: 'n^1.5' },
+  // O(n·m/t) scores: with t ≈ sqrt(n), n^1.5 for the composite; fused: the attention's O(n) plus
+  // the pooled K and V, (m/t)·d = sqrt(n)·d here (the pooling kernel keeps no O(m·d) intermediate).
+  growth: { kernel: 'sqrt..linear', composite: 'n^1.5' },
   memoryCase: (n, seed) => memoryShape(n, seed, { stride: sqrtPow2(n), mode: seed % 2 === 0 ? 'mean' : 'conv', causal: seed % 3 === 0 }),
   badConfigs: fc.oneof(
     fc.record({ stride: badInts(1) }),

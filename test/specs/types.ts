@@ -24,7 +24,11 @@ export interface Case {
  * spec's memoryCase scaling its config with n where the class depends on it, e.g. a stride
  * t ≈ sqrt(n) for O(n·(t + m/t)) = O(n^1.5)).
  */
-export type GrowthClass = 'linear' | 'n^1.5' | 'quadratic';
+/** How a path's intermediate bytes grow from n to 4n; 'sqrt..linear': between √n and n (a sum of both kinds of terms). */
+export type GrowthClass = 'sqrt..linear' | 'linear' | 'n^1.5' | 'quadratic';
+
+/** The measured n → 4n growth each class allows, [lowest, highest] (the memory properties). */
+export const GROWTH: Readonly<Record<GrowthClass, readonly [number, number]>> = { 'sqrt..linear': [1.8, 4.5], linear: [3, 4.5], 'n^1.5': [5.5, 9.5], quadratic: [10, 17] };
 
 /** One learned parameter of a case's variant, as a flat row-major float64 array. */
 export interface LearnedParam {

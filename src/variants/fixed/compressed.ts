@@ -29,6 +29,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { attendBlockSparseBytes, prepareBlockSparse, type SparseSpec } from '../../../kernels/flash/sparse_attend.js';
 import { Exec, freesOnDispose, type Val } from '../../../kernels/flash/sparse_composite.js';
 import { whereCopies } from '../../../kernels/shared/finite.js';
+import { blockPool, poolFits } from '../../../kernels/pool/pool.js';
 import { buildPart, range } from '../../../kernels/flash/parts.js';
 import { AttentionError, show } from '../../core/errors.js';
 import { ownedVariable } from '../../core/variables.js';
@@ -36,7 +37,7 @@ import { DEFAULT_SEED, seededConvWeights } from '../../core/rng.js';
 import type { ApplyOptions, Attention, Complexity, Dims, Problem } from '../../core/types.js';
 import { checkBool, checkInt, hostSquareStack, validateCall } from '../../core/validate.js';
 import { checkHostBudget } from '../../core/budget.js';
-import { resolveImplementation } from '../../core/dispatch.js';
+import { kernelAvailable, recordingGradients, resolveImplementation } from '../../core/dispatch.js';
 import { constantOf } from '../../core/grad.js';
 import { Lifetime } from '../../core/lifecycle.js';
 import { problemDims, problemPath } from '../../core/validate.js';
@@ -177,11 +178,19 @@ export class CompressedAttention implements Attention<Resolved> {
     return spec;
   }
 
+  /** Whether the reduction runs as the one-dispatch pooling kernel (webgpu, within its loop budget). */
+  private pooledOnDevice(d: number, dv: number): boolean {
+    const t = this.config.stride;
+    return poolFits(this.config.mode, t, d, d) && poolFits(this.config.mode, t, dv, dv);
+  }
+
   /**
-   * Compresses K and V: `[batch, kvHeads, ⌈m/t⌉, d | dv]`, and the compressed key counts.
+   * Compresses K and V: `[batch, kvHeads, ⌈m/t⌉, d | dv]`, and the compressed key counts. With
+   * `fused` (webgpu's fused path, no gradient recorded) one pooling dispatch per tensor
+   * (kernels/pool); otherwise tfjs ops.
    * Written against {@link Exec} so that its bytes are counted exactly.
    */
-  private reduce(ex: Exec, k: Val, v: Val, dims: Dims, keyLength: number[] | tf.Tensor1D | null): { kc: Val; vc: Val; klc: number[] | tf.Tensor1D | null; klcVal: Val | null } {
+  private reduce(ex: Exec, k: Val, v: Val, dims: Dims, keyLength: number[] | tf.Tensor1D | null, fused: boolean): { kc: Val; vc: Val; klc: number[] | tf.Tensor1D | null; klcVal: Val | null } {
     const { batch: B, kvHeads: KH, m, d, dv } = dims;
     const t = this.config.stride;
     const C = Math.ceil(m / t);
@@ -199,6 +208,21 @@ export class CompressedAttention implements Attention<Resolved> {
       const lens = keyLength ?? new Array(B).fill(m);
       klc = keyLength ? lens.map((l) => Math.ceil(l / t)) : null;
       lim = ex.upload(Int32Array.from(lens), [B, 1, 1, 1], 'int32');
+    }
+    if (fused && this.pooledOnDevice(d, dv)) {
+      // One dispatch per tensor (kernels/pool): lim [B, 1, 1, 1] is read as lim[b].
+      const vars = this.config.mode === 'conv' && this.config.trainable && ex.real ? this.variablesFor(d, dv) : null;
+      const pool = (x: Val, dim: number, weights: Float32Array | null, variable: tf.Variable | null): Val => {
+        const wt = this.config.mode === 'conv' ? (variable ? ex.input(variable, [t * dim, dim]) : ex.upload(weights!, [t * dim, dim], 'float32')) : null;
+        const out = ex.op([B, KH, C, dim], () => blockPool(this.config.mode, x.t as tf.Tensor4D, lim.t as tf.Tensor1D, t, wt?.t as tf.Tensor2D | undefined));
+        if (wt) ex.free(wt);
+        return out;
+      };
+      const w = this.config.mode === 'conv' ? this.kernelsFor(d, dv) : null;
+      const kc = pool(k, d, w?.k ?? null, vars?.k ?? null);
+      const vc = pool(v, dv, w?.v ?? null, vars?.v ?? null);
+      ex.free(lim);
+      return { kc, vc, klc, klcVal };
     }
     // tf.range builds its values on the host: an upload, which webgpu may stage (two buffers).
     const pos = ex.op([1, 1, C, t], () => tf.reshape(tf.range(0, C * t, 1, 'int32'), [1, 1, C, t]), 2);
@@ -288,7 +312,9 @@ export class CompressedAttention implements Attention<Resolved> {
       checkHostBudget('the compressed composite', this.memoryBytes({ batch, heads, kvHeads, n, m, d, dv, implementation: 'composite', keyLength: given !== null }));
     }
     const ex = new Exec(true);
-    const { kc, vc, klc, klcVal } = this.reduce(ex, ex.input(k, k.shape), ex.input(v, v.shape), dims, given);
+    // The pooling kernel on webgpu's fused path; the (differentiable) ops while gradients are recorded.
+    const fused = resolveImplementation(implementation) === 'kernel' && !recordingGradients();
+    const { kc, vc, klc, klcVal } = this.reduce(ex, ex.input(k, k.shape), ex.input(v, v.shape), dims, given, fused);
     try {
       return attend(q, kc.t as tf.Tensor4D, vc.t as tf.Tensor4D, klc);
     } finally {
@@ -304,7 +330,7 @@ export class CompressedAttention implements Attention<Resolved> {
     const path = problemPath(problem);
     const ex = new Exec(false);
     const kl = problem.keyLength ? new Array(dims.batch).fill(dims.m) : null;
-    this.reduce(ex, ex.input(null, [dims.batch, dims.kvHeads, dims.m, dims.d]), ex.input(null, [dims.batch, dims.kvHeads, dims.m, dims.dv]), dims, kl);
+    this.reduce(ex, ex.input(null, [dims.batch, dims.kvHeads, dims.m, dims.d]), ex.input(null, [dims.batch, dims.kvHeads, dims.m, dims.dv]), dims, kl, path === 'kernel' && kernelAvailable());
     const C = Math.ceil(dims.m / this.config.stride);
     return (freesOnDispose() ? ex.peak : ex.bytes) + attendBlockSparseBytes({ ...dims, m: C }, path, this.spec(dims.n, dims.m, dims.heads), !!problem.keyLength);
   }
