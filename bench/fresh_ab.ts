@@ -16,6 +16,7 @@ const sqrtPow2 = (x: number) => 2 ** Math.round(Math.log2(Math.sqrt(x)));
 const grid = (x: number): [number, number] => { let r = Math.floor(Math.sqrt(x)); while (x % r !== 0) r--; return [r, x / r]; };
 let attn: any;
 if (id === 'strided') attn = (await import(`${root}/src/variants/fixed/strided.ts`)).stridedAttention({ stride: sqrtPow2(n) });
+if (id === 'sparse-transformer') attn = (await import(`${root}/src/variants/combined/sparse-transformer.ts`)).sparseTransformerAttention({ stride: sqrtPow2(n) });
 if (id === 'axial') attn = (await import(`${root}/src/variants/combined/axial.ts`)).axialAttention({ shape: grid(n) });
 if (id === 'compressed') attn = (await import(`${root}/src/variants/fixed/compressed.ts`)).compressedAttention({ stride: 8 });
 if (id === 'dense') attn = (await import(`${root}/src/variants/baseline/dense.ts`)).denseAttention({});
