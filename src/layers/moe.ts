@@ -21,8 +21,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initializers, layers, LayerVariable } from '@tensorflow/tfjs-layers';
 import { AttentionError, show } from '../core/errors.js';
-import { checkMoEConfig, initialWeights, moeForward, paramsOf, type CheckedMoE, type MoEActivation } from '../moe/layer.js';
-import type { RoutingPolicy, RoutingPriority } from '../moe/router.js';
+import { checkMoEConfig, initialWeights, moeForward, paramsOf, type CheckedMoE, type MoELayerConfig } from '../moe/layer.js';
+import type { RoutingConfig } from '../moe/router.js';
 
 type Layer = InstanceType<typeof layers.Layer>;
 type LayerArgs = NonNullable<ConstructorParameters<typeof layers.Layer>[0]>;
@@ -32,27 +32,7 @@ type Shape = Parameters<Layer['computeOutputShape']>[0] extends infer S ? (S ext
 type ConfigDict = tf.serialization.ConfigDict;
 
 /** Arguments of {@link MoE} (and {@link mixtureOfExperts}): moeLayer's config without explicit weights (the layer's weights hold them). */
-export interface MoEArgs extends LayerArgs {
-  /** Number of experts E. Required. */
-  experts: number;
-  /** Experts per token. Default 1. */
-  k?: number;
-  /** Capacity factor (0 = dropless). Default 1.25. */
-  capacityFactor?: number;
-  /** `'natural'` (default) or `'batch-priority'`. */
-  policy?: RoutingPolicy;
-  /** `'max'` (default) or `'sum'`. */
-  priority?: RoutingPriority;
-  /** Normalize the k gates. Default `k > 1`. */
-  normalize?: boolean;
-  /** Hidden size of each expert. Default 4·d. */
-  hidden?: number;
-  /** `'relu'` (default) or `'gelu'`. */
-  activation?: MoEActivation;
-  /** PR-MoE residual MLP. Default false. */
-  residual?: boolean;
-  /** DeepSpeed's coefficient form. Default false. */
-  residualCoefficient?: boolean;
+export interface MoEArgs extends LayerArgs, RoutingConfig, Pick<MoELayerConfig, 'hidden' | 'activation' | 'residual' | 'residualCoefficient'> {
   /** Seed of the initial weights. Default: the catalog's fixed seed. */
   seed?: number;
   /** Weight of the load-balancing loss added to the model's loss. Default 0.01 (Switch). */

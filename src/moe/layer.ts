@@ -25,17 +25,12 @@ import { checkBool, checkConfigKeys, checkInt } from '../core/validate.js';
 import { ownedVariable } from '../core/variables.js';
 import {
   checkRoutingRules,
-  checkTokens,
-  requireSyncRead,
-  prepareTokens,
-  prepareTokensAsync,
   ROUTING_KEYS,
-  routeTokens,
-  routeTokensAsync,
+  withRoute,
+  withRouteAsync,
   type Prepared,
   type RouteOptions,
-  type RoutingPolicy,
-  type RoutingPriority,
+  type RoutingConfig,
   type RoutingRules,
   type TopKRoute,
 } from './router.js';
@@ -46,20 +41,8 @@ export type MoEActivation = 'relu' | 'gelu';
 /** A weight given explicitly: a tensor or a nested number array of the stated shape. */
 export type WeightInput = tf.Tensor | number[] | number[][] | number[][][];
 
-/** Config of {@link moeLayer}. */
-export interface MoELayerConfig {
-  /** Number of experts E. Required. */
-  experts: number;
-  /** Experts per token. Default 1. */
-  k?: number;
-  /** Capacity factor C (0 = dropless). Default 1.25. */
-  capacityFactor?: number;
-  /** `'natural'` (default) or `'batch-priority'`. */
-  policy?: RoutingPolicy;
-  /** `'max'` (default) or `'sum'` (batch-priority routing). */
-  priority?: RoutingPriority;
-  /** Normalize the k gates of a token to sum 1. Default `k > 1`. */
-  normalize?: boolean;
+/** Config of {@link moeLayer}: the routing keys, then the layer's. */
+export interface MoELayerConfig extends RoutingConfig {
   /** Router weights `[d, E]`. Default: seeded. */
   weights?: WeightInput;
   /** Model dim d. Required unless a weight implies it. */
@@ -213,27 +196,12 @@ export function moeCombine(shape: MoEShape, params: MoEParams, prep: Prepared, r
 
 /** Runs the whole layer synchronously: route, combine; the route's tensors are returned with the output. */
 export function moeForward(shape: MoEShape, params: MoEParams, x: tf.Tensor, options: RouteOptions | undefined, asyncName: string): MoEOutput {
-  checkTokens('x', x, shape.dim);
-  if (shape.rules.capacityFactor === 0) requireSyncRead('config.capacityFactor', 'dropless routing (capacity = the largest load)', asyncName);
-  const prep = prepareTokens(x, options, asyncName);
-  try {
-    const route = routeTokens(shape.rules, params.router, prep, prep.T, asyncName);
-    return finish(shape, params, x, prep, route);
-  } finally {
-    tf.dispose([prep.xFlat, prep.real]);
-  }
+  return withRoute(shape.rules, params.router, shape.dim, x, options, asyncName, (prep, route) => finish(shape, params, x, prep, route));
 }
 
 /** {@link moeForward} reading what it must from the device with `await data()`. */
 export async function moeForwardAsync(shape: MoEShape, params: MoEParams, x: tf.Tensor, options: RouteOptions | undefined): Promise<MoEOutput> {
-  checkTokens('x', x, shape.dim);
-  const prep = await prepareTokensAsync(x, options);
-  try {
-    const route = await routeTokensAsync(shape.rules, params.router, prep, prep.T);
-    return finish(shape, params, x, prep, route);
-  } finally {
-    tf.dispose([prep.xFlat, prep.real]);
-  }
+  return withRouteAsync(shape.rules, params.router, shape.dim, x, options, (prep, route) => finish(shape, params, x, prep, route));
 }
 
 function finish(shape: MoEShape, params: MoEParams, x: tf.Tensor, prep: Prepared, route: TopKRoute): MoEOutput {

@@ -63,8 +63,8 @@ export type TopKRoute = Route & {
   zLoss: tf.Scalar;
 };
 
-/** Config of {@link topKRouter}. */
-export interface TopKRouterConfig {
+/** The routing keys of a config, shared by {@link topKRouter} and `moeLayer`. */
+export interface RoutingConfig {
   /** Number of experts E (an integer >= 1). Required. */
   experts: number;
   /** Choices per token (1 <= k <= E). Default 1. */
@@ -77,6 +77,10 @@ export interface TopKRouterConfig {
   priority?: RoutingPriority;
   /** Divide each gate by the sum of the token's k chosen probabilities. Default `k > 1`. */
   normalize?: boolean;
+}
+
+/** Config of {@link topKRouter}. */
+export interface TopKRouterConfig extends RoutingConfig {
   /** Router weights `[d, E]` (tensor or nested array). Default: drawn from `seed` (needs `dim`). */
   weights?: tf.Tensor2D | number[][];
   /** Model dim d, to size seeded weights (`[d, E]` normals scaled by 1/√d). Implied by `weights`. */
@@ -303,14 +307,7 @@ export class TopKRouter {
    */
   route(x: tf.Tensor, options?: RouteOptions): TopKRoute {
     this.life.check('topKRouter');
-    const { T } = checkTokens('x', x, this.config.dim);
-    if (this.config.capacityFactor === 0) requireSyncRead('config.capacityFactor', 'dropless routing (capacity = the largest load)', 'routeAsync');
-    const prep = prepareTokens(x, options, 'routeAsync');
-    try {
-      return routeTokens(this.config, this.w, prep, T, 'routeAsync');
-    } finally {
-      tf.dispose([prep.xFlat, prep.real]);
-    }
+    return withRoute(this.config, this.w, this.config.dim, x, options, 'routeAsync', (_, route) => route);
   }
 
   /**
@@ -326,13 +323,7 @@ export class TopKRouter {
    */
   async routeAsync(x: tf.Tensor, options?: RouteOptions): Promise<TopKRoute> {
     this.life.check('topKRouter');
-    const { T } = checkTokens('x', x, this.config.dim);
-    const prep = await prepareTokensAsync(x, options);
-    try {
-      return await routeTokensAsync(this.config, this.w, prep, T);
-    } finally {
-      tf.dispose([prep.xFlat, prep.real]);
-    }
+    return withRouteAsync(this.config, this.w, this.config.dim, x, options, (_, route) => route);
   }
 
   /** Frees the router weights; the router cannot be used afterwards. */
@@ -350,26 +341,54 @@ export interface Prepared {
   T: number;
 }
 
-/** Options and mask checked (a tensor mask read synchronously), then x as [T, d] with padding rows zeroed. x must be checked already. */
-export function prepareTokens(x: tf.Tensor, options: unknown, asyncName: string): Prepared {
-  const T = x.size / x.shape[x.rank - 1];
-  const opts = checkRouteOptions(options);
-  const mask = checkMask(opts.mask, T, (t) => {
+/**
+ * Routes the tokens of `x [..., d]` with router weights `w [d, E]` and hands the prepared tokens
+ * (`xFlat [T, d]` with padding rows zeroed, `real [T]`, the host mask) and the route to `use`; the
+ * prepared tokens are freed afterwards, the route belongs to `use`. Everything that can refuse the
+ * call (x, the options, the mask, a synchronous read it would need: see {@link requireSyncRead},
+ * `asyncName` names the async form) is checked before anything is dispatched.
+ */
+export function withRoute<R>(rules: RoutingRules, w: tf.Tensor2D, d: number, x: tf.Tensor, options: unknown, asyncName: string, use: (prep: Prepared, route: TopKRoute) => R): R {
+  const { T } = checkTokens('x', x, d);
+  if (rules.capacityFactor === 0) requireSyncRead('config.capacityFactor', 'dropless routing (capacity = the largest load)', asyncName);
+  const mask = checkMask(checkRouteOptions(options).mask, T, (t) => {
     requireSyncRead('options.mask', 'a mask tensor (its count of real tokens sets the capacity)', asyncName);
     return t.dataSync() as ArrayLike<number>;
   });
-  return uploadTokens(x, mask);
+  const prep = uploadTokens(x, mask);
+  try {
+    const choices = chooseExperts(rules, w, prep);
+    try {
+      const capacity = rules.capacityFactor === 0 ? maxOf(choices.counts.dataSync()) : capacityOf(rules, prep.realTokens);
+      return use(prep, finishRoute(rules, prep, choices, capacity));
+    } finally {
+      tf.dispose([choices.counts, ...(choices.order ? [choices.order] : [])]);
+    }
+  } finally {
+    tf.dispose([prep.xFlat, prep.real]);
+  }
 }
 
-/** {@link prepareTokens} reading a tensor mask with `await data()`. */
-export async function prepareTokensAsync(x: tf.Tensor, options: unknown): Promise<Prepared> {
-  const T = x.size / x.shape[x.rank - 1];
-  const opts = checkRouteOptions(options);
-  const m = opts.mask;
+/** {@link withRoute} without synchronous reads: a mask tensor and dropless mode's largest load are read with `await data()`. */
+export async function withRouteAsync<R>(rules: RoutingRules, w: tf.Tensor2D, d: number, x: tf.Tensor, options: unknown, use: (prep: Prepared, route: TopKRoute) => R): Promise<R> {
+  const { T } = checkTokens('x', x, d);
+  const m = checkRouteOptions(options).mask;
   const host = m instanceof tf.Tensor && !m.isDisposed && m.dtype !== 'string' && m.dtype !== 'complex64' ? ((await m.data()) as ArrayLike<number>) : undefined;
-  return uploadTokens(x, checkMask(m, T, () => host as ArrayLike<number>));
+  const prep = uploadTokens(x, checkMask(m, T, () => host as ArrayLike<number>));
+  try {
+    const choices = chooseExperts(rules, w, prep);
+    try {
+      const capacity = rules.capacityFactor === 0 ? maxOf(await choices.counts.data()) : capacityOf(rules, prep.realTokens);
+      return use(prep, finishRoute(rules, prep, choices, capacity));
+    } finally {
+      tf.dispose([choices.counts, ...(choices.order ? [choices.order] : [])]);
+    }
+  } finally {
+    tf.dispose([prep.xFlat, prep.real]);
+  }
 }
 
+/** x as `[T, d]` with padding rows zeroed, the real-token flags and count. */
 function uploadTokens(x: tf.Tensor, mask: Uint8Array | null): Prepared {
   const d = x.shape[x.rank - 1];
   const T = x.size / d;
@@ -383,32 +402,10 @@ function uploadTokens(x: tf.Tensor, mask: Uint8Array | null): Prepared {
   return { xFlat, real, mask, realTokens, T };
 }
 
-/** The route of prepared tokens with router weights `w [d, E]` (synchronous reads where dropless needs one). */
-export function routeTokens(rules: RoutingRules, w: tf.Tensor2D, prep: Prepared, T: number, asyncName: string): TopKRoute {
-  if (rules.capacityFactor === 0) requireSyncRead('config.capacityFactor', 'dropless routing (capacity = the largest load)', asyncName);
-  const choices = chooseExperts(rules, w, prep, T);
-  try {
-    const capacity = rules.capacityFactor === 0 ? maxOf(choices.counts.dataSync()) : capacityOf(rules, prep.realTokens);
-    return finishRoute(rules, prep, choices, capacity);
-  } finally {
-    tf.dispose([choices.counts, ...(choices.order ? [choices.order] : [])]);
-  }
-}
-
-/** {@link routeTokens} with `await data()` for dropless mode's largest load. */
-export async function routeTokensAsync(rules: RoutingRules, w: tf.Tensor2D, prep: Prepared, T: number): Promise<TopKRoute> {
-  const choices = chooseExperts(rules, w, prep, T);
-  try {
-    const capacity = rules.capacityFactor === 0 ? maxOf(await choices.counts.data()) : capacityOf(rules, prep.realTokens);
-    return finishRoute(rules, prep, choices, capacity);
-  } finally {
-    tf.dispose([choices.counts, ...(choices.order ? [choices.order] : [])]);
-  }
-}
-
 /** Logits, probabilities and choices of every token (the choices with the tape paused). */
-function chooseExperts(rules: RoutingRules, w: tf.Tensor2D, prep: Prepared, T: number): Choices & { logits: tf.Tensor2D; p: tf.Tensor2D } {
+function chooseExperts(rules: RoutingRules, w: tf.Tensor2D, prep: Prepared): Choices & { logits: tf.Tensor2D; p: tf.Tensor2D } {
   const { experts: E, k } = rules;
+  const T = prep.T;
   const logits = tf.matMul(prep.xFlat, w) as tf.Tensor2D;
   const p = tf.softmax(logits) as tf.Tensor2D;
   const constants = constantOf([p, prep.real], (pp, real) =>
