@@ -15,6 +15,7 @@ import { catalog } from '../src/index.js';
 import { AttentionError } from '../src/core/errors.js';
 import { CatalogAttention, catalogAttention, LAYER_VARIANTS, type JsonValue } from '../src/layers/catalog-attention.js';
 import { setupBackends, useBackend, withGpuErrorScope } from './backends.js';
+import { maxAbsDiff, roundTrip } from './layer-io.js';
 
 const backends = (await setupBackends()).filter((b) => b === 'cpu' || b === 'webgpu');
 
@@ -70,27 +71,6 @@ function buildModel(variant: string, variantConfig: { [key: string]: JsonValue }
   const out = tfl.layers.dense({ units: 1, kernelInitializer: tfl.initializers.glorotUniform({ seed: 12 }), name: 'head' }).apply(y) as tfl.SymbolicTensor;
   return { model: tfl.model({ inputs: x, outputs: out }), layer };
 }
-
-/** Saves through a memory handler and JSON (as a file would hold it), and loads it back. */
-async function roundTrip(model: tfl.LayersModel): Promise<tfl.LayersModel> {
-  let saved: tf.io.ModelArtifacts | null = null;
-  await model.save(
-    tf.io.withSaveHandler(async (artifacts) => {
-      saved = artifacts;
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
-  const a = saved! as tf.io.ModelArtifacts;
-  const topology = JSON.parse(JSON.stringify(a.modelTopology));
-  return tfl.loadLayersModel(tf.io.fromMemory({ modelTopology: topology, weightSpecs: a.weightSpecs, weightData: a.weightData }));
-}
-
-const maxAbsDiff = async (a: tf.Tensor, b: tf.Tensor) => {
-  const d = tf.max(tf.abs(tf.sub(a, b)));
-  const v = (await d.data())[0];
-  d.dispose();
-  return v;
-};
 
 const layerOf = (m: tfl.LayersModel) => m.layers.find((l) => l instanceof CatalogAttention) as CatalogAttention;
 

@@ -12,27 +12,9 @@ import { AttentionError } from '../src/core/errors.js';
 import { MoE, mixtureOfExperts } from '../src/layers/catalog-attention.js';
 import { moeLayer } from '../src/moe/index.js';
 import { setupBackends, useBackend, withGpuErrorScope } from './backends.js';
+import { maxAbsDiff, roundTrip } from './layer-io.js';
 
 const backends = await setupBackends();
-
-async function roundTrip(model: tfl.LayersModel): Promise<tfl.LayersModel> {
-  let saved: tf.io.ModelArtifacts | null = null;
-  await model.save(
-    tf.io.withSaveHandler(async (artifacts) => {
-      saved = artifacts;
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
-  const a = saved! as tf.io.ModelArtifacts;
-  return tfl.loadLayersModel(tf.io.fromMemory({ modelTopology: JSON.parse(JSON.stringify(a.modelTopology)), weightSpecs: a.weightSpecs, weightData: a.weightData }));
-}
-
-const maxAbsDiff = async (a: tf.Tensor, b: tf.Tensor) => {
-  const d = tf.max(tf.abs(tf.sub(a, b)));
-  const v = (await d.data())[0];
-  d.dispose();
-  return v;
-};
 
 describe.each(backends)('MoE layer on %s', (backend) => {
   beforeAll(() => useBackend(backend));
