@@ -12,7 +12,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { GradConfig, KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { AttentionError } from '../../src/core/errors.js';
 import type { Dims } from '../../src/core/types.js';
-import { registerOnce } from '../shared/register.js';
+import { registerGradientOnce, registerOnce } from '../shared/register.js';
+import type { FlashAttrs } from './kernel.js';
 import { checkBinding, checkBindingCount, LOOP_BUDGET, type KernelLimits } from '../shared/limits.js';
 import type { WebGPUBackend } from '../shared/webgpu_types.js';
 import { sumGroups } from '../shared/heads.js';
@@ -35,21 +36,9 @@ export interface BackwardPlan {
 }
 
 /** The attributes the backward reads from the forward call (a subset of the forward's attrs, plus the plan and the layout). */
-export interface BackwardAttrs extends BackwardPlan {
-  causal: boolean;
-  scale: number;
-  sparse: boolean;
-  ruleKey: string;
-  ruleWgsl: string;
-  ruleParams: boolean;
-  ruleSeeks: boolean;
-  ruleInit: boolean;
-  ruleExactSeek: boolean;
-  blockQ: number;
-  blockK: number;
-  numQBlocks: number;
-  layoutHeads: number;
-  rowOffset: number;
+export interface BackwardAttrs
+  extends BackwardPlan,
+    Pick<FlashAttrs, 'causal' | 'scale' | 'sparse' | 'ruleKey' | 'ruleWgsl' | 'ruleParams' | 'ruleSeeks' | 'ruleInit' | 'ruleExactSeek' | 'blockQ' | 'blockK' | 'numQBlocks' | 'layoutHeads' | 'rowOffset'> {
   /** The forward's layout (host data, for the transposition), or null. */
   layoutRef: BlockLayout | null;
 }
@@ -139,34 +128,28 @@ function programInputs(inputs: Record<string, TensorInfo>, variant: BackwardVari
   return [q, k, v, keyLength, ...(variant.sparse ? [rowStart, entries] : []), ...(variant.rule?.usesParams ? [params] : []), dy, stats];
 }
 
-const bwdQFunc = ({ inputs, backend, attrs }: KernelArgs) => {
-  const a = attrs as unknown as BackwardAttrs;
-  const [batch, heads, n, dPad] = inputs.q.shape;
-  const [, kvHeads, m] = inputs.k.shape;
-  const variant = variantOf(a);
-  const program = new FlashBackwardQProgram(batch, heads, n, dPad, inputs.v.shape[3], a.qSplits, variant);
-  const u = backwardUniformData({
-    scale: a.scale, n, m, heads, group: heads / kvHeads, kvHeads, chunk: a.qChunk, splits: a.qSplits,
-    blockQ: a.blockQ, blockK: a.blockK, numBlocks: a.numQBlocks, layoutHeads: a.layoutHeads, rowOffset: a.rowOffset, rows: batch * heads,
-  });
-  return (backend as WebGPUBackend).runWebGPUProgram(program as never, programInputs(inputs, variant), 'float32', u as never);
-};
-
-const bwdKVFunc = ({ inputs, backend, attrs }: KernelArgs) => {
-  const a = attrs as unknown as BackwardAttrs & { numKBlocks: number };
-  const [batch, heads, n, dPad] = inputs.q.shape;
-  const [, kvHeads, m] = inputs.k.shape;
-  const variant = variantOf(a);
-  const program = new FlashBackwardKVProgram(batch, heads, m, dPad, inputs.v.shape[3], a.kvSplits, variant);
-  const u = backwardUniformData({
-    scale: a.scale, n, m, heads, group: heads / kvHeads, kvHeads, chunk: a.kvChunk, splits: a.kvSplits,
-    blockQ: a.blockQ, blockK: a.blockK, numBlocks: a.numKBlocks, layoutHeads: a.layoutHeads, rowOffset: a.rowOffset, rows: batch * heads,
-  });
-  return (backend as WebGPUBackend).runWebGPUProgram(program as never, programInputs(inputs, variant), 'float32', u as never);
-};
-
-export const flashBackwardQConfig: KernelConfig = { kernelName: FLASH_BWD_Q_KERNEL, backendName: 'webgpu', kernelFunc: bwdQFunc as unknown as KernelFunc };
-export const flashBackwardKVConfig: KernelConfig = { kernelName: FLASH_BWD_KV_KERNEL, backendName: 'webgpu', kernelFunc: bwdKVFunc as unknown as KernelFunc };
+/**
+ * One backward kernel function per side: dQ runs over the query rows (its chunk and splits, the
+ * layout's query blocks), dK/dV over the key rows (theirs, the transposed layout's key blocks).
+ */
+const backwardFunc =
+  (side: 'q' | 'kv') =>
+  ({ inputs, backend, attrs }: KernelArgs) => {
+    const a = attrs as unknown as BackwardAttrs & { numKBlocks: number };
+    const [batch, heads, n, dPad] = inputs.q.shape;
+    const [, kvHeads, m] = inputs.k.shape;
+    const dvPad = inputs.v.shape[3];
+    const variant = variantOf(a);
+    const splits = side === 'q' ? a.qSplits : a.kvSplits;
+    const program = side === 'q' ? new FlashBackwardQProgram(batch, heads, n, dPad, dvPad, splits, variant) : new FlashBackwardKVProgram(batch, heads, m, dPad, dvPad, splits, variant);
+    const u = backwardUniformData({
+      scale: a.scale, n, m, heads, group: heads / kvHeads, kvHeads, chunk: side === 'q' ? a.qChunk : a.kvChunk, splits,
+      blockQ: a.blockQ, blockK: a.blockK, numBlocks: side === 'q' ? a.numQBlocks : a.numKBlocks, layoutHeads: a.layoutHeads, rowOffset: a.rowOffset, rows: batch * heads,
+    });
+    return (backend as WebGPUBackend).runWebGPUProgram(program as never, programInputs(inputs, variant), 'float32', u as never);
+  };
+export const flashBackwardQConfig: KernelConfig = { kernelName: FLASH_BWD_Q_KERNEL, backendName: 'webgpu', kernelFunc: backwardFunc('q') as unknown as KernelFunc };
+export const flashBackwardKVConfig: KernelConfig = { kernelName: FLASH_BWD_KV_KERNEL, backendName: 'webgpu', kernelFunc: backwardFunc('kv') as unknown as KernelFunc };
 
 /**
  * The backward of one forward call: `dys` (the output's gradient, and null for the lse output),
@@ -216,11 +199,5 @@ export const flashGradConfig: GradConfig = {
   gradFunc: flashGrad as unknown as GradConfig['gradFunc'],
 };
 
-let gradRegistered = false;
-
 /** Registers {@link flashGradConfig} once. */
-export function registerFlashGradient(): void {
-  if (gradRegistered) return;
-  if (!tf.getGradient(flashGradConfig.kernelName)) tf.registerGradient(flashGradConfig);
-  gradRegistered = true;
-}
+export const registerFlashGradient = (): void => registerGradientOnce(flashGradConfig);

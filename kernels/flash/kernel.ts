@@ -24,7 +24,8 @@ import type { WebGPUBackend } from '../shared/webgpu_types.js';
 /** Name in tfjs's kernel registry. */
 export const FLASH_KERNEL = 'AttnCatalogFlashAttention';
 
-interface FlashAttrs {
+/** The forward kernel's attributes (what the flash call records, and its gradient reads: `BackwardAttrs`). */
+export interface FlashAttrs {
   causal: boolean;
   scale: number;
   splits: number;

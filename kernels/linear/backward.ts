@@ -19,6 +19,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { registerGradientOnce } from '../shared/register.js';
 import type { GradConfig, NamedAttrMap } from '@tensorflow/tfjs-core';
 import type { Dims } from '../../src/core/types.js';
 import { constantOf } from '../../src/core/grad.js';
@@ -134,14 +135,8 @@ export const linearGradConfig: GradConfig = {
   gradFunc: linearGrad as unknown as GradConfig['gradFunc'],
 };
 
-let registered = false;
-
 /** Registers {@link linearGradConfig} once. */
-export function registerLinearGradient(): void {
-  if (registered) return;
-  if (!tf.getGradient(linearGradConfig.kernelName)) tf.registerGradient(linearGradConfig);
-  registered = true;
-}
+export const registerLinearGradient = (): void => registerGradientOnce(linearGradConfig);
 
 /** The plan of a raw scan (identity features over d = the query width, values of width dv). */
 export function rawScanPlan(dims: Dims) {

@@ -5,9 +5,14 @@
  *
  * @module
  */
-import { getKernel, registerKernel, type KernelConfig } from '@tensorflow/tfjs-core';
+import { getGradient, getKernel, registerGradient, registerKernel, type GradConfig, type KernelConfig } from '@tensorflow/tfjs-core';
 
 /** Registers `config` unless a kernel of that name is already registered for its backend (idempotent). */
 export function registerOnce(config: KernelConfig): void {
   if (!getKernel(config.kernelName, config.backendName)) registerKernel(config);
+}
+
+/** Registers the gradient `config` unless one is already registered for its kernel name (idempotent). */
+export function registerGradientOnce(config: GradConfig): void {
+  if (!getGradient(config.kernelName)) registerGradient(config);
 }
