@@ -186,6 +186,22 @@ async function deviceGrads(attn: Attention<unknown>, x: Inputs, c: Case, w: tf.T
   });
 }
 
+/**
+ * Expects two paths' gradients (`names` of the inputs, in {@link wrt} order) to agree elementwise
+ * within REL_KERNEL of the larger one's scale (at least FLOOR); lists the first few that do not.
+ */
+function expectGradsAgree(got: Host4[], want: Host4[], names: string[], label: string, detail: string): void {
+  got.forEach((g, t) => {
+    let scale = FLOOR;
+    for (const y of want[t].data) scale = Math.max(scale, Math.abs(y));
+    const bad: string[] = [];
+    g.data.forEach((y, i) => {
+      if (!(Math.abs(y - want[t].data[i]) <= REL_KERNEL * scale) && bad.length < 6) bad.push(`d${names[t]}${coords(g.shape, i)}: kernel ${y}, composite ${want[t].data[i]}`);
+    });
+    expect(bad, `${label} d${names[t]}: ${detail}`).toEqual([]);
+  });
+}
+
 /** W: fixed random loss weights for a case's output (optionally only rows i <= cut). */
 function lossWeights(c: Case, cut: number | null): tf.Tensor {
   return tf.tidy(() => {
@@ -373,12 +389,7 @@ describe.each(backends)('backend %s', (backend) => {
               if (!kernel) expect(err, `${spec.id}: ${describeCase(c)}`).toBeInstanceOf(AttentionError);
               else {
                 const composite = await deviceGrads(attn, x, c, w, 'composite');
-                kernel.forEach((g, t) => {
-                  let scale = FLOOR;
-                  for (const y of composite[t].data) scale = Math.max(scale, Math.abs(y));
-                  const worst = g.data.reduce((acc, y, i) => Math.max(acc, Math.abs(y - composite[t].data[i])), 0);
-                  expect(worst, `${spec.id} kernel vs composite: ${describeCase(c)}`).toBeLessThanOrEqual(REL_KERNEL * scale);
-                });
+                expectGradsAgree(kernel, composite, x.k === x.q ? ['q', 'v'] : ['q', 'k', 'v'], `${spec.id} kernel vs composite`, describeCase(c));
               }
             } finally {
               w.dispose();
@@ -400,17 +411,7 @@ describe.each(backends)('backend %s', (backend) => {
               const composite = await deviceGrads(attn, x, c, w, 'composite');
               // 'auto': the fused path wherever its fused backward covers the call (linear's causal n != m runs the composite).
               const kernel = await deviceGrads(attn, x, c, w, 'auto');
-              const names = x.k === x.q ? ['q', 'v'] : ['q', 'k', 'v'];
-              kernel.forEach((g, t) => {
-                const want = composite[t].data;
-                let scale = FLOOR;
-                for (const y of want) scale = Math.max(scale, Math.abs(y));
-                const bad: string[] = [];
-                g.data.forEach((y, i) => {
-                  if (!(Math.abs(y - want[i]) <= REL_KERNEL * scale) && bad.length < 6) bad.push(`d${names[t]}${coords(g.shape, i)}: kernel ${y}, composite ${want[i]}`);
-                });
-                expect(bad, `${spec.id} kernel vs composite d${names[t]}: ${describeCase(c)}`).toEqual([]);
-              });
+              expectGradsAgree(kernel, composite, x.k === x.q ? ['q', 'v'] : ['q', 'k', 'v'], `${spec.id} kernel vs composite`, describeCase(c));
             } finally {
               w.dispose();
               x.dispose();
