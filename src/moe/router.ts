@@ -132,14 +132,14 @@ function syncReadable(): boolean {
 }
 
 /** Throws unless a synchronous read is possible; `why` says what needs one. */
-export function requireSyncRead(argument: string, why: string, asyncName: string): void {
+function requireSyncRead(argument: string, why: string, asyncName: string): void {
   if (!syncReadable()) {
     throw new AttentionError(argument, `${why}, which needs a synchronous read from the device`, "tfjs's webgpu backend in Node (no synchronous readback)", `Use ${asyncName}, or pass the mask as an array.`);
   }
 }
 
 /** A token tensor `x [..., d]`: checked, T = the leading dims flattened. */
-export function checkTokens(name: string, x: unknown, d: number | null): { T: number; d: number } {
+function checkTokens(name: string, x: unknown, d: number | null): { T: number; d: number } {
   if (!(x instanceof tf.Tensor)) throw new AttentionError(name, 'a tf.Tensor [..., d] (tokens × model dim)', show(x));
   if (x.isDisposed) throw new AttentionError(name, 'a live tensor', 'a disposed tensor');
   if (x.dtype !== 'float32') throw new AttentionError(name, 'a float32 tensor', `a ${x.dtype} tensor`);
@@ -152,7 +152,7 @@ export function checkTokens(name: string, x: unknown, d: number | null): { T: nu
 }
 
 /** A mask checked against T: host flags (1 real, 0 padding). A tensor mask is read (see {@link requireSyncRead}). */
-export function checkMask(mask: unknown, T: number, read: (t: tf.Tensor) => ArrayLike<number>): Uint8Array | null {
+function checkMask(mask: unknown, T: number, read: (t: tf.Tensor) => ArrayLike<number>): Uint8Array | null {
   if (mask === undefined || mask === null) return null;
   let values: ArrayLike<number | boolean>;
   if (mask instanceof tf.Tensor) {
@@ -176,7 +176,7 @@ export function checkMask(mask: unknown, T: number, read: (t: tf.Tensor) => Arra
 }
 
 /** The options object of a routing call: only `mask`. */
-export function checkRouteOptions(options: unknown): RouteOptions {
+function checkRouteOptions(options: unknown): RouteOptions {
   if (options === undefined) return {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new AttentionError('options', 'an object { mask? }', show(options));
   for (const key of Object.keys(options)) if (key !== 'mask') throw new AttentionError(`options.${key}`, 'only mask', `unknown key '${key}'`);
@@ -184,7 +184,7 @@ export function checkRouteOptions(options: unknown): RouteOptions {
 }
 
 /** The choices of every token before capacity: experts, their probabilities (differentiable) and the priority order. */
-export interface Choices {
+interface Choices {
   /** `[T, k]` int32, padding rows 0. */
   expert: tf.Tensor2D;
   /** `[T, k]` float32: each choice's gate before dropping (normalized if the rules say so); padding rows 0. */
@@ -202,7 +202,7 @@ export interface Choices {
  * below `capacity`. `real` [T] float 0/1. Returns `slot [T, k]` int32 (−1: dropped or padding) and
  * `load [E]` int32. Constants of the gradient (the caller computes them with the tape paused).
  */
-export function assignSlots(expert: tf.Tensor2D, real: tf.Tensor1D, order: tf.Tensor1D | null, E: number, capacity: number): { slot: tf.Tensor2D; load: tf.Tensor1D } {
+function assignSlots(expert: tf.Tensor2D, real: tf.Tensor1D, order: tf.Tensor1D | null, E: number, capacity: number): { slot: tf.Tensor2D; load: tf.Tensor1D } {
   return tf.tidy(() => {
     const [T, k] = expert.shape;
     const ex = order ? tf.gather(expert, order) : expert;
@@ -234,7 +234,7 @@ export function assignSlots(expert: tf.Tensor2D, real: tf.Tensor1D, order: tf.Te
  * a non-last axis of such a tensor then fails to compile (silently: wrong results); nor oneHot's
  * own float32 dtype, which the wasm backend ignores.
  */
-export function oneHotFloat(indices: tf.Tensor, E: number): tf.Tensor {
+function oneHotFloat(indices: tf.Tensor, E: number): tf.Tensor {
   return tf.tidy(() => {
     const eq = tf.equal(tf.expandDims(indices, -1), tf.range(0, E, 1, 'int32'));
     return tf.where(eq, tf.fill(eq.shape, 1, 'float32'), tf.zeros(eq.shape));
@@ -255,7 +255,7 @@ function routerWeights(config: TopKRouterConfig, E: number): { arg: MatrixArg | 
 }
 
 /** Seeded `[rows, cols]` normals scaled by `scale`, from `rng`. */
-export function seededMatrix(rng: SeededRandom, shape: number[], scale: number): tf.Tensor {
+function seededMatrix(rng: SeededRandom, shape: number[], scale: number): tf.Tensor {
   const size = shape.reduce((a, b) => a * b, 1);
   return tf.tensor(rng.normals(size).map((x) => x * scale), shape, 'float32');
 }
